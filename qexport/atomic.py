@@ -1,0 +1,123 @@
+"""Atomic outputs: write to a temporary name in the target folder, rename into place on success.
+
+A failure (exception, SIGINT, SIGTERM turned into an exception by the CLI) removes the temporary
+file, so no partial output exists and a previous good output is never clobbered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+from .errors import OutputError
+
+TMP_MARK = ".qexport-tmp-"
+
+
+def _check_parent(target: Path) -> Path:
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"{target}: output folder {parent} does not exist")
+    return parent
+
+
+def _os_error(target: Path, exc: OSError) -> OutputError:
+    if exc.errno == errno.ENOSPC:
+        return OutputError(f"{target}: no space left on device; nothing was written")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return OutputError(f"{target}: permission denied; choose a writable output with -o")
+    return OutputError(f"{target}: cannot write: {exc.strerror or exc}")
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside `target`; on clean exit fsync and rename it to `target`."""
+    target = Path(target)
+    if target.is_dir():
+        raise OutputError(f"{target}: is a directory; give a file name with -o")
+    parent = _check_parent(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + target.name + TMP_MARK, dir=parent)
+    except OSError as exc:
+        raise _os_error(target, exc) from exc
+    try:
+        newline = None if "b" in mode else "\n"
+        with os.fdopen(fd, mode, newline=newline) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as exc:
+        _remove(tmp)
+        raise _os_error(target, exc) from exc
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
+    """Like atomic_file, for libraries that want a file *name* (scipy.io.savemat, h5py, onnx)."""
+    target = Path(target)
+    if target.is_dir():
+        raise OutputError(f"{target}: is a directory; give a file name with -o")
+    parent = _check_parent(target)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + target.name + TMP_MARK, dir=parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _os_error(target, exc) from exc
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except OSError as exc:
+        _remove(tmp)
+        raise _os_error(target, exc) from exc
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """Build a folder under a temporary name; on success swap it in place of `target`.
+
+    An existing `target` folder is replaced only after the new one is complete.
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"{target}: exists and is not a directory; choose another -o")
+    parent = _check_parent(target)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix="." + target.name + TMP_MARK, dir=parent))
+    except OSError as exc:
+        raise _os_error(target, exc) from exc
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix="." + target.name + TMP_MARK + "old-", dir=parent))
+            os.rmdir(old)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _os_error(target, exc) from exc
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _remove(path: str | os.PathLike) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)

@@ -1,0 +1,83 @@
+"""The `inspect` and `formats` commands, and the factory that builds one command per writer."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from .options import PLAN_OPTION_NAMES, model_argument, output_option, plan_options
+
+
+def _split(kw: dict) -> tuple[dict, dict]:
+    plan = {k: kw.pop(k) for k in list(kw) if k in PLAN_OPTION_NAMES}
+    return plan, kw
+
+
+def writer_command(name: str) -> click.Command:
+    from . import registry
+
+    writer = registry.load_writer(name)
+
+    @click.pass_context
+    def run(ctx, model, output, **kw):
+        from .export import export, print_notes
+        from .report import format_report
+
+        plan_kw, writer_kw = _split(kw)
+        out, qmodel = export(name, model, output, writer_options=writer_kw, **plan_kw)
+        if not model:
+            click.echo(f"qexport: using {qmodel.model.source.name}", err=True)
+        print_notes(qmodel.model.notes + qmodel.notes)
+        if plan_kw.get("verbose"):
+            click.echo(format_report(qmodel), err=True)
+        click.echo(f"qexport: wrote {out}", err=True)
+
+    kind = "folder" if writer.output_is_dir else "file"
+    cmd = click.Command(name, callback=run, help=writer.help, short_help=writer.help.split("\n")[0])
+    cmd.params = []
+    decorated = model_argument(output_option(f"Output {kind} (default: <checkpoint name>{writer.suffix}).")(plan_options(lambda: None)))
+    cmd.params.extend(decorated.__click_params__[::-1])
+    cmd.params.extend(writer.options)
+    return cmd
+
+
+@click.command("inspect")
+@model_argument
+@plan_options
+def inspect_cmd(model, **kw):
+    """Show the detected architecture, every tensor, the plan that would apply and the sizes."""
+    from .export import find_default_model, plan_options_from
+    from .inspect_model import describe
+    from .readers import read_model
+
+    path = Path(model) if model else find_default_model()
+    if not model:
+        click.echo(f"qexport: using {path.name}", err=True)
+    m = read_model(path, kw.get("arch"))
+    options = plan_options_from(**kw)
+    click.echo(describe(m, options))
+    if kw.get("verbose") or kw.get("report"):
+        from .export import options_text, print_notes, quantize, write_report
+        from .report import format_report
+
+        qmodel = quantize(m, options, options_text(kw))
+        print_notes(qmodel.notes)
+        if kw.get("verbose"):
+            click.echo(format_report(qmodel), err=True)
+        if kw.get("report"):
+            write_report(qmodel, kw["report"])
+
+
+@click.command("formats")
+def formats_cmd():
+    """List reader and writer plugins, built-in and third-party (no plugin is imported)."""
+    from .registry import entries
+
+    for kind in ("readers", "writers"):
+        click.echo(f"{kind}:")
+        for e in entries(kind):
+            origin = "built-in" if e.builtin else f"plugin ({e.dist or 'unknown package'})"
+            click.echo(f"  {e.name:<20} {origin:<10} {e.help}  [{e.target}]")
+    sys.stdout.flush()

@@ -1,0 +1,77 @@
+"""Click options defined once and reused by every export command (black / pip-tools style).
+
+This module imports only click: it is on the `qexport --help` path.
+"""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+SCALE_SHIFT_RE = re.compile(r"^(?P<layer>[^=]+)=(?P<m>\d+),(?P<s>\d+)$")
+
+
+def _parse_scale_shift(ctx, param, values):
+    out = {}
+    for value in values:
+        match = SCALE_SHIFT_RE.match(value.strip())
+        if not match:
+            raise click.BadParameter(f"{value!r}: expected LAYER=m,s (e.g. c5=3,11)", ctx, param)
+        out[match["layer"]] = (int(match["m"]), int(match["s"]))
+    return out
+
+
+def model_argument(f):
+    return click.argument("model", required=False, type=click.Path(dir_okay=True, path_type=str))(f)
+
+
+PLAN_OPTIONS = (
+    click.option("--arch", help="Force a reader (see `qexport formats`) instead of detecting the architecture."),
+    click.option("--bits", type=click.IntRange(1, 16),
+                 help="1 = binary, 2 = ternary, 3..16 = unsigned affine, for every layer the plan quantizes. "
+                      "Default: the architecture's own plan."),
+    click.option("--per-channel/--per-tensor", "per_channel", default=None,
+                 help="One scale (alpha, threshold) per output channel, or one per tensor."),
+    click.option("--alpha/--no-alpha", default=None, help="Binary: per-channel alpha = mean|W_c|."),
+    click.option("--fold-bn/--no-fold-bn", "fold_bn", default=None,
+                 help="Affine: fold BatchNorm into the conv before. Binary: BN+sign become integer thresholds."),
+    click.option("--only", multiple=True, metavar="GLOB", help="Quantize only layers matching GLOB (repeatable)."),
+    click.option("--keep-float", multiple=True, metavar="GLOB", help="Keep layers matching GLOB float (repeatable)."),
+    click.option("--mult-bits", type=click.IntRange(1, 31), default=16, show_default=True,
+                 help="Width M of integer multipliers m in scale ~= m >> s (1 <= m < 2^M)."),
+    click.option("--input-gain", type=click.IntRange(1, 1 << 24), default=256, show_default=True,
+                 help="G: integer input codes x stand for x/G; biases are stored as round(b*G/S)."),
+    click.option("--max-scale-error", type=click.FloatRange(0, 1), default=0.01, show_default=True,
+                 help="Largest relative error allowed for an (m, s) pair; above it the export fails."),
+    click.option("--zero-point", type=click.Choice(["round", "truncate"]), default="round", show_default=True,
+                 help="truncate: reproduce seed 002's original quantize_tensor exactly."),
+    click.option("--scale-shift", multiple=True, metavar="LAYER=m,s", callback=_parse_scale_shift,
+                 help="Override the integer scale pair of one per-tensor layer (repeatable)."),
+    click.option("--pack/--no-pack", default=None, help="Bit-pack binary/ternary weights (default: per format)."),
+    click.option("--word-bits", type=click.Choice(["8", "16", "32", "64"]), default="32", show_default=True,
+                 help="Word size of packed binary/ternary weights."),
+    click.option("--layout", type=click.Choice(["oihw", "ohwi"]), default="oihw", show_default=True,
+                 help="Weight layout: PyTorch's OIHW, or OHWI (CMSIS-NN, TFLite, LCE)."),
+    click.option("--ternary-pack", type=click.Choice(["planes", "codes", "base3"]), default="planes",
+                 show_default=True, help="Packed ternary: two bit-planes, 2-bit codes, or 5 trits per byte."),
+    click.option("--report", type=click.Path(dir_okay=False, path_type=str), metavar="FILE.json",
+                 help="Write the quantization error report as JSON."),
+    click.option("-v", "--verbose", is_flag=True, help="Print the error report table on stderr."),
+)  # fmt: skip
+
+PLAN_OPTION_NAMES = (
+    "arch", "bits", "per_channel", "alpha", "fold_bn", "only", "keep_float", "mult_bits", "input_gain",
+    "max_scale_error", "zero_point", "scale_shift", "pack", "word_bits", "layout", "ternary_pack",
+    "report", "verbose",
+)  # fmt: skip
+
+
+def plan_options(f):
+    for option in reversed(PLAN_OPTIONS):
+        f = option(f)
+    return f
+
+
+def output_option(help_text: str):
+    return click.option("-o", "--output", type=click.Path(path_type=str), help=help_text)

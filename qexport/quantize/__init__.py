@@ -1,0 +1,17 @@
+"""Quantization numerics (SPEC §4) and bit packing (SPEC §5): pure, vectorised numpy functions.
+
+Modules:
+    binary    sign binarization (+1 where w > 0, else -1) and per-channel alpha = mean|W_c|
+    ternary   TWN ternarization: delta_c = 0.7 * mean|W_c|, strict |w| > delta_c, alpha over kept
+    affine    unsigned affine quantization (bits 2..16), zero point "round" or seed 002's "truncate"
+    intscale  float scale S -> integer pair (m, s) with S ~= m / 2**s
+    bias      bias -> int32 in the integer forward pass's units (input gain G, S_eff = m / 2**s)
+    bn        BatchNorm folding into conv/linear, and BN+sign -> integer thresholds for binary nets
+    pack      layouts (oihw / ohwi), LSB-first bit packing of binary and ternary codes, popcount dots
+    intops    int64 building blocks of seed 002's integer forward pass (conv, linear, requantize...)
+
+Conventions shared by all modules: the output channel is axis 0 of a weight tensor; per-channel
+parameters have shape (C,), per-tensor ones are 0-d arrays; inputs are float32 (float64 is
+accepted and converted); non-finite inputs raise ValueError (the caller names the tensor).  No
+torch import anywhere in this package.
+"""

@@ -1,0 +1,101 @@
+"""From an architecture's default plan and the CLI options to one LayerPlan per quantized layer.
+
+Rules (README "Plans"):
+- without options, the reader's default plan (SPEC §3) applies;
+- `--bits` sets the scheme of every layer the plan quantizes: 1 binary, 2 ternary, 3..16 affine;
+- `--only GLOB` replaces the set of quantized layers by the conv/linear layers matching GLOB;
+- `--keep-float GLOB` removes matching layers (it wins over --only);
+- `--per-channel/--per-tensor`, `--alpha`, `--fold-bn` override every quantized layer;
+- checkpoints that already hold integer codes get a passthrough plan and refuse all of these.
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from .. import registry
+from ..errors import UsageError
+from ..model import LayerPlan, Model, PlanOptions, QuantPlan
+
+QUANT_OPTIONS = ("bits", "per_channel", "alpha", "fold_bn", "only")
+
+
+def scheme_for_bits(bits: int) -> str:
+    return "binary" if bits == 1 else "ternary" if bits == 2 else "affine"
+
+
+def _fresh(layer, scheme: str, bits: int) -> LayerPlan:
+    """Defaults for a layer that gets a scheme its architecture's plan did not give it."""
+    if scheme == "binary":
+        return LayerPlan(layer.name, "binary", 1, per_channel=True, alpha=True)
+    if scheme == "ternary":
+        return LayerPlan(layer.name, "ternary", 2, per_channel=True)
+    fold = bool(layer.attrs.get("bn_direct"))
+    return LayerPlan(layer.name, "affine", bits, per_channel=layer.kind == "dwconv", fold_bn=fold)
+
+
+def _validate(opts: PlanOptions) -> None:
+    if opts.zero_point == "truncate" and opts.bits is not None and opts.bits < 3:
+        raise UsageError("--zero-point truncate applies to affine plans (--bits 3..16), not to --bits 1 or 2")
+    if opts.layout not in ("oihw", "ohwi"):
+        raise UsageError(f"--layout must be oihw or ohwi, not {opts.layout!r}")
+    for layer, (m, s) in opts.scale_shift.items():
+        if not 1 <= m < (1 << 31) or not 0 <= s <= 31:
+            raise UsageError(f"--scale-shift {layer}={m},{s}: need 1 <= m < 2^31 and 0 <= s <= 31")
+
+
+def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
+    _validate(opts)
+    weighted = [layer for layer in model.layers if layer.kind in ("conv", "dwconv", "linear") and layer.weight]
+
+    if model.integer_codes:
+        given = [name for name in QUANT_OPTIONS if getattr(opts, name) not in (None, ())]
+        if given:
+            flags = ", ".join("--" + g.replace("_", "-") for g in given)
+            raise UsageError(f"{model.source.name}: weights are already integer codes; {flags} would re-quantize them")
+        return QuantPlan(tuple(LayerPlan(layer.name, "passthrough", 0) for layer in weighted), opts)
+
+    defaults = registry.load_reader(model.arch).default_plan(model) if model.arch in registry.reader_names() else {}
+    if opts.only:
+        chosen = [layer for layer in weighted if any(fnmatchcase(layer.name, g) for g in opts.only)]
+        if not chosen:
+            raise UsageError(f"--only {' '.join(opts.only)} matches no conv/linear layer of {model.source.name}")
+    elif defaults:
+        chosen = [layer for layer in weighted if layer.name in defaults]
+    else:
+        chosen = weighted if opts.bits else []
+    chosen = [layer for layer in chosen if not any(fnmatchcase(layer.name, g) for g in opts.keep_float)]
+
+    plans = []
+    for layer in chosen:
+        base = defaults.get(layer.name)
+        if opts.bits is not None:
+            scheme = scheme_for_bits(opts.bits)
+            if base is None or base.scheme != scheme:
+                base = _fresh(layer, scheme, opts.bits)
+            elif scheme == "affine":
+                base = LayerPlan(base.layer, "affine", opts.bits, base.per_channel, base.alpha, base.fold_bn)
+        elif base is None:
+            base = _fresh(layer, "affine", 8)
+        plan = LayerPlan(
+            layer=layer.name,
+            scheme=base.scheme,
+            bits=base.bits,
+            per_channel=base.per_channel if opts.per_channel is None else opts.per_channel,
+            alpha=(base.alpha if opts.alpha is None else opts.alpha) if base.scheme == "binary" else False,
+            fold_bn=base.fold_bn if opts.fold_bn is None else opts.fold_bn,
+        )
+        plans.append(plan)
+
+    planned = {p.layer: p for p in plans}
+    for name in opts.scale_shift:
+        p = planned.get(name)
+        if p is None:
+            raise UsageError(f"--scale-shift {name}: no quantized layer of that name; see `qexport inspect`")
+        if p.per_channel:
+            raise UsageError(f"--scale-shift {name}: the layer has one scale per channel; use --per-tensor")
+        if p.scheme == "binary" and not p.alpha:
+            raise UsageError(f"--scale-shift {name}: a binary layer without alpha has no scale to set")
+    if opts.zero_point == "truncate" and any(p.per_channel for p in plans if p.scheme == "affine"):
+        raise UsageError("--zero-point truncate reproduces seed 002's per-tensor quantizer; add --per-tensor")
+    return QuantPlan(tuple(plans), opts)

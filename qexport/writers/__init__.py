@@ -1,0 +1,1 @@
+"""Writer plugins: one module per output format, each exposing `WRITER` (a WriterPlugin)."""

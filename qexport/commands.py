@@ -32,7 +32,8 @@ def writer_command(name: str) -> click.Command:
         print_notes(qmodel.model.notes + qmodel.notes)
         if plan_kw.get("verbose"):
             click.echo(format_report(qmodel), err=True)
-        click.echo(f"qexport: wrote {out}", err=True)
+        also = f" and {out.with_suffix('.c')}" if writer_kw.get("split_source") else ""
+        click.echo(f"qexport: wrote {out}{also}", err=True)
 
     kind = "folder" if writer.output_is_dir else "file"
     cmd = click.Command(name, callback=run, help=writer.help, short_help=writer.help.split("\n")[0])

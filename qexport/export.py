@@ -46,12 +46,18 @@ def plan_options_from(**kw) -> PlanOptions:
     return PlanOptions(**values)
 
 
-def options_text(kw: dict) -> str:
-    """The options that shaped the output, normalised (recorded in every output's provenance)."""
+def options_text(kw: dict, defaults: dict | None = None) -> str:
+    """The options that shaped the output, normalised (recorded in every output's provenance).
+
+    Values equal to their default are left out, so the CLI (which passes every option) and a
+    library call with the same effective options record the same text, byte for byte."""
+    defaults = {**{k: f.default for k, f in PlanOptions.__dataclass_fields__.items()}, **(defaults or {})}
     parts = []
     for key in sorted(kw):
         value = kw[key]
         if key in ("output", "model", "report", "verbose") or value in (None, (), {}, False):
+            continue
+        if key in defaults and str(value) == str(defaults[key]):  # click Choices arrive as str
             continue
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -117,9 +123,11 @@ def export(writer_name: str, model_path=None, output=None, *, writer_options: di
     if plan_kw.get("pack") is None:
         options = replace(options, pack=writer.pack)
     model = load_model(model_path, plan_kw.get("arch"), writer.needs_graph, writer.name)
-    qmodel = quantize(model, options, options_text({**plan_kw, **(writer_options or {})}))
+    writer_defaults = {p.name: p.default for p in writer.options}
+    qmodel = quantize(model, options, options_text({**plan_kw, **(writer_options or {})}, writer_defaults))
     out = Path(output) if output else default_output(writer, model_path)
-    writer.write(qmodel, out, **(writer_options or {}))
+    written = writer.write(qmodel, out, **(writer_options or {}))
+    out = Path(written) if written else out  # a writer may adjust the name (e.g. add a suffix)
     if plan_kw.get("report"):
         write_report(qmodel, plan_kw["report"])
     return out, qmodel

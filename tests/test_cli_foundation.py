@@ -189,3 +189,19 @@ def test_third_party_plugin_through_entry_points(tmp_path):
     assert r.returncode == 0, r.stderr
     # --bits 8 on a constant 2.0 tensor: exact constant rule -> every code is 1 (scale 2.0)
     assert (tmp_path / "out.csv").read_text() == "tiny.weight,uint8,6\n"
+
+
+@pytest.mark.parametrize("writer, suffix", [("cheader", ".h"), ("onnx", ".onnx")])
+def test_cli_and_library_record_the_same_options(writer, suffix, tmp_path):
+    """The CLI passes every option (defaults included); provenance records only non-defaults, so
+    the same effective options give the same bytes from the CLI and from `qexport.export.export`."""
+    from qexport.export import export
+
+    (tmp_path / "cli").mkdir()
+    (tmp_path / "lib").mkdir()
+    r = run_cli(writer, "--bits", "8", "--word-bits", "32", LENET, "-o", tmp_path / "cli" / f"m{suffix}")
+    assert r.returncode == 0, r.stderr
+    export(writer, LENET, tmp_path / "lib" / f"m{suffix}", bits=8)
+    cli, lib = (tmp_path / d / f"m{suffix}" for d in ("cli", "lib"))
+    assert cli.read_bytes() == lib.read_bytes()
+    assert b"--bits 8" in lib.read_bytes() and b"--word-bits" not in lib.read_bytes()

@@ -155,7 +155,7 @@ def handle_affine(model: Model, layer: Layer, lp: LayerPlan, opts: PlanOptions) 
     h.consumed |= {layer.weight} | ({layer.bias} if layer.bias else set())
     bn_name = layer.attrs.get("bn")
     if lp.fold_bn and bn_name and layer.attrs.get("bn_direct"):
-        w, b = bn.fold_bn(w, b, *_bn_params(model, bn_name))
+        w, b = bn.fold_bn(w, b, *_bn_params(model, bn_name), layer=layer.name)
         h.consumed |= _bn_tensor_names(model, bn_name)
         h.attrs["folded_bn"] = bn_name
     res = affine.affine_quantize(w, bits=lp.bits, per_channel=lp.per_channel, zero_point=opts.zero_point)
@@ -202,7 +202,7 @@ def _threshold_bn(model: Model, layer: Layer, lp: LayerPlan, h: Handled, alpha: 
         return
     gamma, beta, mean, var, eps = _bn_params(model, bn_name)
     b = model.tensors.get(layer.bias) if layer.bias else None
-    tau, flip = bn.bnn_thresholds(gamma, beta, mean, var, eps, bias=b)
+    tau, flip = bn.bnn_thresholds(gamma, beta, mean, var, eps, bias=b, layer=layer.name)
     h.params.update(threshold=tau, flip=flip)
     h.consumed |= _bn_tensor_names(model, bn_name) | ({layer.bias} if layer.bias else set())
     h.attrs["folded_bn"] = bn_name
@@ -257,7 +257,7 @@ def handle_ternary(model: Model, layer: Layer, lp: LayerPlan, opts: PlanOptions)
         packed = pack.pack_ternary(res.codes, opts.word_bits, opts.layout, opts.ternary_pack)
         for key, arr in packed.items():
             attrs = {"word_bits": 8 if key == "base3" else opts.word_bits, "n": n, "mode": opts.ternary_pack,
-                     "plane": key, "layout": opts.layout if w.ndim == 4 else "oi", "padding": "0",
+                     "plane": key, "bit_order": "digit j weighs 3**j" if key == "base3" else "lsb-first", "layout": opts.layout if w.ndim == 4 else "oi", "padding": "0",
                      "encoding": TERNARY_ENCODINGS[key]}  # fmt: skip
             h.tensors.append(ExportTensor(f"{layer.weight}.{key}", arr, layer.name, "packed", "ternary", "words",
                                           frozen_map(attrs)))  # fmt: skip

@@ -25,7 +25,11 @@ LENET_STAGES = ("c1", "s2", "c3", "s4", "c5", "f6", "output")
 
 
 def _layer_arrays(qmodel: QuantizedModel, name: str):
-    ql = qmodel.quant_layer(name)
+    try:
+        ql = qmodel.quant_layer(name)
+    except KeyError:
+        raise PlanError(f"layer {name}: the integer LeNet pass needs it quantized, but the plan keeps it float "
+                        f"(--keep-float/--only); quantize every layer") from None
     if ql.scheme != "affine":
         raise PlanError(f"layer {name}: the integer LeNet pass needs an affine plan (got {ql.scheme}); use --bits 3..16")
     t = qmodel.tensor(ql.weight)

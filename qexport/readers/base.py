@@ -141,3 +141,17 @@ def plan_for(model: Model, names, scheme: str, bits: int, per_channel=False, alp
 
 def weighted_layers(model: Model, kinds=("conv", "dwconv", "linear")) -> list[str]:
     return [layer.name for layer in model.layers if layer.kind in kinds and layer.weight]
+
+
+def documented_reader(arch: str, description: str, infer_config, annotate, default_plan) -> ReaderPlugin:
+    """The reader of a documented architecture: the exact-match rule on the key/shape layout that
+    `infer_config(state)` implies, and the layer graph that `annotate(config)` describes."""
+
+    def detect(state):
+        cfg = infer_config(state)
+        return compare_keys(arch, state, expected_shapes(arch, cfg), cfg)
+
+    def build(checkpoint, detection):
+        return build_model(arch, checkpoint, detection, annotate(detection.config))
+
+    return ReaderPlugin(arch, description, detect, build, default_plan)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ReaderPlugin, build_model, compare_keys, expected_shapes, plan_for, weighted_layers
+from .base import documented_reader, plan_for, weighted_layers
 
 ARCH = "lenet"
 ANNOTATE = {
@@ -14,17 +14,9 @@ ANNOTATE = {
 }
 
 
-def detect(state):
-    return compare_keys(ARCH, state, expected_shapes(ARCH, {}), {})
-
-
-def build(checkpoint, detection):
-    return build_model(ARCH, checkpoint, detection, ANNOTATE)
-
-
 def default_plan(model):
     # Seed 002: unsigned 8-bit affine, one scale per tensor, on all five layers.
     return plan_for(model, weighted_layers(model), "affine", 8)
 
 
-READER = ReaderPlugin(ARCH, "LeNet-5, seed 002", detect, build, default_plan)
+READER = documented_reader(ARCH, "LeNet-5, seed 002", lambda state: {}, lambda config: ANNOTATE, default_plan)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..models.mobilenet import STAGES
-from .base import ReaderPlugin, build_model, compare_keys, expected_shapes, plan_for, shape_of
+from .base import documented_reader, plan_for, shape_of
 
 ARCH = "mobilenet_v1"
 
@@ -25,15 +25,6 @@ def annotate(cfg) -> dict:
     return notes
 
 
-def detect(state):
-    cfg = infer_config(state)
-    return compare_keys(ARCH, state, expected_shapes(ARCH, cfg), cfg)
-
-
-def build(checkpoint, detection):
-    return build_model(ARCH, checkpoint, detection, annotate(detection.config))
-
-
 def default_plan(model):
     # uint8 affine after BN folding; depthwise convs per channel (their channels differ widely).
     plans = {}
@@ -44,4 +35,4 @@ def default_plan(model):
     return plans
 
 
-READER = ReaderPlugin(ARCH, "MobileNetV1, seed 004", detect, build, default_plan)
+READER = documented_reader(ARCH, "MobileNetV1, seed 004", infer_config, annotate, default_plan)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..models.resnet18_bnn import BLOCKS_PER_LAYER, WIDTHS
-from .base import ReaderPlugin, build_model, compare_keys, expected_shapes, plan_for, shape_of
+from .base import documented_reader, plan_for, shape_of
 
 ARCH = "resnet18_bnn"
 
@@ -29,18 +29,9 @@ def annotate(cfg) -> dict:
     return notes
 
 
-def detect(state):
-    cfg = infer_config(state)
-    return compare_keys(ARCH, state, expected_shapes(ARCH, cfg), cfg)
-
-
-def build(checkpoint, detection):
-    return build_model(ARCH, checkpoint, detection, annotate(detection.config))
-
-
 def default_plan(model):
     # Seed 003: binary weights with a per-output-channel alpha in the blocks; stem, shortcut, fc float.
     return plan_for(model, [f"{b}.conv" for b in block_names()], "binary", 1, per_channel=True, alpha=True)
 
 
-READER = ReaderPlugin(ARCH, "binarized ResNet18, seed 003", detect, build, default_plan)
+READER = documented_reader(ARCH, "binarized ResNet18, seed 003", infer_config, annotate, default_plan)

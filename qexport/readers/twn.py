@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..models.twn import BLOCKS, DEFAULT_CFG, TNN_INDICES
-from .base import ReaderPlugin, build_model, compare_keys, expected_shapes, plan_for, shape_of
+from .base import documented_reader, plan_for, shape_of
 
 ARCH = "twn_nin_gc"
 
@@ -39,18 +39,9 @@ def annotate(cfg) -> dict:
     return notes
 
 
-def detect(state):
-    cfg = infer_config(state)
-    return compare_keys(ARCH, state, expected_shapes(ARCH, cfg), cfg)
-
-
-def build(checkpoint, detection):
-    return build_model(ARCH, checkpoint, detection, annotate(detection.config))
-
-
 def default_plan(model):
     # Seed 001 / TWN: per-output-channel ternary on the seven Tnn convs; first and last conv float.
     return plan_for(model, tnn_layers(), "ternary", 2, per_channel=True)
 
 
-READER = ReaderPlugin(ARCH, "ternary NIN with grouped convs, seed 001", detect, build, default_plan)
+READER = documented_reader(ARCH, "ternary NIN with grouped convs, seed 001", infer_config, annotate, default_plan)

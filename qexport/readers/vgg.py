@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ReaderPlugin, build_model, compare_keys, expected_shapes, plan_for, shape_of, weighted_layers
+from .base import documented_reader, plan_for, shape_of, weighted_layers
 
 ARCH = "vgg_cifar10_binary"
 CONVS = ("features.0", "features.3", "features.7", "features.10", "features.14", "features.17")
@@ -41,18 +41,9 @@ def annotate(cfg) -> dict:
     return notes
 
 
-def detect(state):
-    cfg = infer_config(state)
-    return compare_keys(ARCH, state, expected_shapes(ARCH, cfg), cfg)
-
-
-def build(checkpoint, detection):
-    return build_model(ARCH, checkpoint, detection, annotate(detection.config))
-
-
 def default_plan(model):
     # Seed 000: deterministic binarization, no alpha, of every conv and linear (the first one too).
     return plan_for(model, weighted_layers(model), "binary", 1)
 
 
-READER = ReaderPlugin(ARCH, "BinaryNet VGG for CIFAR-10, seed 000", detect, build, default_plan)
+READER = documented_reader(ARCH, "BinaryNet VGG for CIFAR-10, seed 000", infer_config, annotate, default_plan)

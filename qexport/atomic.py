@@ -37,33 +37,15 @@ def _os_error(target: Path, exc: OSError) -> OutputError:
 @contextlib.contextmanager
 def atomic_file(target: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """Open a temporary file beside `target`; on clean exit fsync and rename it to `target`."""
-    target = Path(target)
-    if target.is_dir():
-        raise OutputError(f"{target}: is a directory; give a file name with -o")
-    parent = _check_parent(target)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix="." + target.name + TMP_MARK, dir=parent)
-    except OSError as exc:
-        raise _os_error(target, exc) from exc
-    try:
-        newline = None if "b" in mode else "\n"
-        with os.fdopen(fd, mode, newline=newline) as fh:
+    with atomic_path(target) as tmp:
+        with open(tmp, mode, newline=None if "b" in mode else "\n") as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        _remove(tmp)
-        raise _os_error(target, exc) from exc
-    except BaseException:
-        _remove(tmp)
-        raise
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Like atomic_file, for libraries that want a file *name* (scipy.io.savemat, h5py, onnx)."""
+    """A temporary file *name* beside `target` (for libraries that want a name: scipy.io.savemat,
+    h5py, onnx); on clean exit the file is fsynced and renamed to `target`."""
     target = Path(target)
     if target.is_dir():
         raise OutputError(f"{target}: is a directory; give a file name with -o")
@@ -75,6 +57,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         raise _os_error(target, exc) from exc
     try:
         yield Path(tmp)
+        _fsync(tmp)  # the rename must never expose a file whose data is not on disk yet
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except OSError as exc:
@@ -83,6 +66,14 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def _fsync(path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+from . import interrupts
 from .errors import OutputError
 
 TMP_MARK = ".qexport-tmp-"
@@ -22,6 +23,8 @@ TMP_MARK = ".qexport-tmp-"
 def _check_parent(target: Path) -> Path:
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
+        if parent.exists():
+            raise OutputError(f"{target}: {parent} is not a folder")
         raise OutputError(f"{target}: output folder {parent} does not exist")
     return parent
 
@@ -49,6 +52,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     target = Path(target)
     if target.is_dir():
         raise OutputError(f"{target}: is a directory; give a file name with -o")
+    if target.exists() and not target.is_file():
+        # The rename would put a regular file in place of a device or FIFO (-o /dev/null as root).
+        raise OutputError(f"{target}: exists and is not a regular file (a device, FIFO or socket); "
+                          f"give a file name with -o")
     parent = _check_parent(target)
     try:
         fd, tmp = tempfile.mkstemp(prefix="." + target.name + TMP_MARK, dir=parent)
@@ -59,6 +66,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         _fsync(tmp)  # the rename must never expose a file whose data is not on disk yet
         os.chmod(tmp, 0o644)
+        interrupts.check()
         os.replace(tmp, target)
     except OSError as exc:
         _remove(tmp)
@@ -80,7 +88,9 @@ def _fsync(path) -> None:
 def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Build a folder under a temporary name; on success swap it in place of `target`.
 
-    An existing `target` folder is replaced only after the new one is complete.
+    An existing `target` folder is replaced only after the new one is complete, and only when it
+    holds nothing the new one does not (a previous run of the same export): a folder of other
+    files given by mistake to -o is refused, never deleted.
     """
     target = Path(target)
     if target.exists() and not target.is_dir():
@@ -93,7 +103,9 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o755)
+        interrupts.check()
         if target.exists():
+            _check_replaceable(target, tmp)
             old = Path(tempfile.mkdtemp(prefix="." + target.name + TMP_MARK + "old-", dir=parent))
             os.rmdir(old)
             os.replace(target, old)
@@ -107,6 +119,22 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _check_replaceable(target: Path, new: Path) -> None:
+    """Refuse to replace `target` if it holds an entry (file, folder, link) that `new` does not."""
+    for folder, dirs, files in os.walk(target):
+        dirs[:] = [d for d in dirs if not Path(folder, d).samefile(new)]  # -o . builds inside target
+        for name in sorted(dirs) + sorted(files):
+            old = Path(folder, name)
+            rel = old.relative_to(target)
+            twin = new / rel
+            same_kind = twin.is_dir() == old.is_dir() and not twin.is_symlink()
+            if old.is_symlink() or not twin.exists() or not same_kind:
+                raise OutputError(
+                    f"{target}: folder exists and holds {rel.as_posix()}, which this export does not write; "
+                    f"qexport replaces only its own previous output: choose another -o or remove the folder"
+                )
 
 
 def _remove(path: str | os.PathLike) -> None:

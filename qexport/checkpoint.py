@@ -56,6 +56,8 @@ def _check_file(path: Path) -> None:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a checkpoint file")
+    if not path.is_file():  # reading a FIFO or device could block or never end
+        raise InputError(f"{path}: is not a regular file (a device, FIFO or socket), not a checkpoint file")
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: permission denied")
     if path.stat().st_size == 0:

@@ -38,6 +38,7 @@ from typing import Callable
 
 import numpy as np
 
+from . import interrupts
 from .atomic import TMP_MARK, _os_error, atomic_file
 from .errors import DependencyMissing, InputError, OutputError, QexportError, UnsafeInputError, UsageError
 
@@ -171,7 +172,10 @@ ALLOWED_GLOBALS = {
 }
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):
+    # The pure-Python unpickler (no slower here: the bulk is one large string): the C one grows its
+    # memo to the largest BINPUT index it meets, so a 150-byte pickle saying LONG_BINPUT 2**31
+    # makes it allocate and zero tens of GB (found by the fuzz target); this one keeps a dict.
     def __init__(self, file, where: str):
         super().__init__(file, encoding="bytes")
         self.where = where
@@ -550,6 +554,7 @@ class _Dir:
                         done += os.write(fd, view[done:])
             finally:
                 os.close(fd)
+            interrupts.check()  # a signal whose KeyboardInterrupt was lost still stops here
             os.rename(name, name, src_dir_fd=tfd, dst_dir_fd=self.fd)
         except BaseException as exc:
             with contextlib.suppress(OSError):

@@ -16,7 +16,7 @@ import sys
 
 import click
 
-from . import __version__
+from . import __version__, interrupts
 
 # Commands that are not writers: name -> ("module:attr", one-line help shown by --help).
 COMMANDS = {
@@ -74,7 +74,13 @@ class QexportGroup(click.Group):
             err = click.ClickException(str(exc))
             err.exit_code = exc.exit_code
             raise err from None
-        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+        except KeyboardInterrupt:
+            if _debug(ctx):
+                raise
+            # The atomic writers have removed their temporary files: nothing partial is left.
+            by = f" by {interrupts.describe()}" if interrupts.received else ""
+            raise click.ClickException(f"interrupted{by}; no partial output was left") from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:  # a bug, not bad input: still one line unless --debug
             if _debug(ctx):
@@ -94,13 +100,16 @@ def cli(ctx, debug):
     ctx.obj = {"debug": debug}
 
 
-def _terminate(signum, frame):
-    # SIGTERM unwinds like Ctrl-C, so atomic writers delete their temporary files.
+def _interrupt(signum, frame):
+    # SIGINT and SIGTERM unwind as KeyboardInterrupt, so atomic writers delete their temporary
+    # files; the signal is also recorded, for the commit check when C code swallows the exception.
+    interrupts.record(signum)
     raise KeyboardInterrupt
 
 
 def main(argv=None):
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     try:
         cli.main(args=argv, prog_name="qexport", standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - click converts it to Abort normally

@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .errors import DependencyMissing, QexportError
+from .errors import DependencyMissing, QexportError, UsageError
 
 READER_GROUP = "qexport.readers"
 WRITER_GROUP = "qexport.writers"
@@ -73,7 +73,7 @@ def entry(kind: str, name: str) -> PluginEntry:
         if e.name == name:
             return e
     known = ", ".join(e.name for e in entries(kind))
-    raise QexportError(f"unknown {kind[:-1]} {name!r}; known: {known}")
+    raise UsageError(f"unknown {kind[:-1]} {name!r}; known: {known}")
 
 
 def _load(e: PluginEntry):

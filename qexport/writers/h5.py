@@ -29,7 +29,7 @@ import click
 import numpy as np
 
 from .. import __version__
-from ..atomic import atomic_path
+from ..atomic import atomic_file
 from ..errors import DependencyMissing, OutputError
 from ..model import ExportTensor, QuantizedModel
 from .base import WriterPlugin
@@ -172,9 +172,13 @@ def write(qmodel: QuantizedModel, path, compress: bool = False) -> Path:
     paths = tensor_paths(qmodel, layout)
     path_of = {t.name: p for t, p in zip(qmodel.tensors, paths)}
     prov = qmodel.provenance()
-    with atomic_path(path) as tmp:
+    with atomic_file(path, "wb") as fh:
         try:
-            with h5py.File(tmp, "w", libver="earliest", track_order=False) as f:
+            # Built in memory (HDF5's core driver, no backing store) and written by Python: libhdf5
+            # crashes the process when a write fails mid-file, e.g. on a full disk (h5py#914),
+            # where a Python write fails cleanly.  The image is byte-identical to a direct write.
+            with h5py.File(str(path), "w", driver="core", backing_store=False, libver="earliest",
+                           track_order=False) as f:  # fmt: skip
                 for key, value in prov.items():
                     f.attrs[key] = value
                 f.attrs["qexport_version"] = __version__
@@ -215,8 +219,11 @@ def write(qmodel: QuantizedModel, path, compress: bool = False) -> Path:
                             items.append((f"{key}_dataset", f"/{group_path}/{leaf}"))
                     for key, value in items:
                         g.attrs[key] = _attr(value)
+                f.flush()
+                image = f.id.get_file_image()
         except (ValueError, TypeError, RuntimeError, KeyError) as exc:
             raise OutputError(f"{path}: cannot write HDF5 file: {exc}") from exc
+        fh.write(image)
     return path
 
 

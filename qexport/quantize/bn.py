@@ -56,18 +56,31 @@ def bn_eval(y, gamma, beta, mean, var, eps, bias=None) -> np.ndarray:
     return (z - mean) / sigma * gamma + beta
 
 
+FOLD_BLOCK = 1 << 18  # weights folded at a time: float64 intermediates of one block only
+
+
 def fold_bn(w, b, gamma, beta, mean, var, eps, layer: str = "?"):
-    """(W', b') as float32; see the module docstring.  PlanError if the result overflows float32."""
-    w = np.asarray(w, dtype=np.float64)
+    """(W', b') as float32; see the module docstring.  PlanError if the result overflows float32.
+
+    W' is computed in blocks of whole output channels (float64 product, rounded once to float32),
+    so no float64 copy of the whole tensor is made; the values are those of the whole-array formula."""
+    w = np.asarray(w)
     gamma, beta, mean, sigma, b = _bn_params(gamma, beta, mean, var, eps, b)
     if w.ndim == 0 or w.shape[0] != mean.shape[0]:
         raise ValueError(f"weight shape {w.shape} does not match {mean.shape[0]} BatchNorm channels")
     k = gamma / sigma
-    w_f = w * k.reshape(k.shape + (1,) * (w.ndim - 1))
     b_f = (b - mean) * k + beta
+    w32 = np.empty(w.shape, dtype=np.float32)
+    rows, out = w.reshape(w.shape[0], -1), w32.reshape(w.shape[0], -1)
+    step = max(1, FOLD_BLOCK // max(1, rows.shape[1]))
+    finite = True
     with np.errstate(over="ignore"):
-        w32, b32 = w_f.astype(np.float32), b_f.astype(np.float32)
-    if not (np.isfinite(w32).all() and np.isfinite(b32).all()):
+        b32 = b_f.astype(np.float32)
+        for r0 in range(0, rows.shape[0], step):  # blocks of channels, each a whole-array numpy pass
+            block = out[r0:r0 + step]
+            np.multiply(rows[r0:r0 + step], k[r0:r0 + step, None], out=block, dtype=np.float64, casting="same_kind")
+            finite = finite and bool(np.isfinite(block).all())
+    if not (finite and np.isfinite(b32).all()):
         raise PlanError(f"layer {layer}: folding BatchNorm overflows float32")
     return w32, b32
 

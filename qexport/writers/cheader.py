@@ -186,13 +186,19 @@ def _pad_left(mat: np.ndarray, width: int) -> np.ndarray:
     return np.concatenate([pad, mat], axis=1)
 
 
-def value_matrix(values: np.ndarray, name: str, hex_: bool = False) -> np.ndarray:
-    """Every element of `values` as a C literal of its exact type: (n, width) uint8, right-aligned
-    in one column width (the widest literal of the array)."""
+def value_parts(values: np.ndarray, name: str, hex_: bool = False) -> list[np.ndarray]:
+    """Every element of `values` as a C literal of its exact type, CHUNK elements per part:
+    (k, width_i) uint8 matrices, right-aligned; the array's column width is the widest part's."""
     v = np.asarray(values).reshape(-1)
     if v.dtype == np.float16:
         v = v.astype(np.float32)  # exact
-    parts = [_value_chunk(v[i:i + CHUNK], name, hex_) for i in range(0, max(v.size, 1), CHUNK)]
+    return [_value_chunk(v[i:i + CHUNK], name, hex_) for i in range(0, max(v.size, 1), CHUNK)]
+
+
+def value_matrix(values: np.ndarray, name: str, hex_: bool = False) -> np.ndarray:
+    """Every element of `values` as a C literal of its exact type: (n, width) uint8, right-aligned
+    in one column width (the widest literal of the array)."""
+    parts = value_parts(values, name, hex_)
     width = max(p.shape[1] for p in parts)
     return np.concatenate([_pad_left(p, width) for p in parts]) if len(parts) > 1 else parts[0]
 
@@ -205,25 +211,45 @@ def scalar_literal(value: np.ndarray, name: str) -> str:
 
 def grid(cells: np.ndarray, line_width: int, indent: int = 2) -> bytes:
     """Initializer body: cells (n, w) as lines `<indent> v, v, ... v,` of a fixed width."""
+    return b"".join(grid_blocks([cells], line_width, indent))
+
+
+GRID_LINES = 1 << 14  # lines formatted at a time by grid_blocks (bounds its intermediate arrays)
+
+
+def _items(cells: np.ndarray) -> np.ndarray:
+    """cells (n, w) -> items (n, w + 2): " " + value + ","."""
     n, w = cells.shape
-    item = w + 2  # " " + value + ","
-    per_line = max(1, (line_width - indent) // item)
-    items = np.empty((n, item), dtype=np.uint8)
+    items = np.empty((n, w + 2), dtype=np.uint8)
     items[:, 0] = SPACE
     items[:, 1:w + 1] = cells
     items[:, w + 1] = COMMA
-    chunks = []
-    full = n // per_line
-    if full:
-        lines = np.empty((full, indent + per_line * item + 1), dtype=np.uint8)
-        lines[:, :indent] = SPACE
-        lines[:, indent:-1] = items[: full * per_line].reshape(full, per_line * item)
-        lines[:, -1] = NEWLINE
-        chunks.append(lines.tobytes())
-    rest = items[full * per_line:]
-    if rest.size:
-        chunks.append(b" " * indent + rest.tobytes() + b"\n")
-    return b"".join(chunks)
+    return items
+
+
+def grid_blocks(parts: list[np.ndarray], line_width: int, indent: int = 2):
+    """grid() of the rows of `parts` taken in order (each padded to the widest part's width), as a
+    sequence of byte blocks of at most GRID_LINES lines: the text is never built whole."""
+    width = max((p.shape[1] for p in parts), default=1)
+    item = width + 2  # " " + value + ","
+    per_line = max(1, (line_width - indent) // item)
+    step = per_line * GRID_LINES
+    carry = np.empty((0, width), dtype=np.uint8)  # cells of an unfinished line, carried into the next part
+    for part in parts:
+        cells = _pad_left(part, width)
+        if carry.shape[0]:
+            cells = np.concatenate([carry, cells])
+        full = cells.shape[0] // per_line * per_line
+        for start in range(0, full, step):
+            block = _items(cells[start:min(start + step, full)])
+            lines = np.empty((block.shape[0] // per_line, indent + per_line * item + 1), dtype=np.uint8)
+            lines[:, :indent] = SPACE
+            lines[:, indent:-1] = block.reshape(lines.shape[0], per_line * item)
+            lines[:, -1] = NEWLINE
+            yield lines.tobytes()
+        carry = cells[full:]
+    if carry.shape[0]:
+        yield b" " * indent + _items(carry).tobytes() + b"\n"
 
 
 def string_literal(text: str) -> str:
@@ -302,9 +328,31 @@ def default_prefix(qmodel: QuantizedModel) -> str:
 # Emission
 
 
+class _Sink:
+    """Where emitted text goes: kept in memory (render), or written straight to an open file (write,
+    which so never holds the whole text: peak memory stays near the arrays being formatted)."""
+
+    def __init__(self, fh=None):
+        self.fh = fh
+        self.parts: list[bytes] = []
+
+    def append(self, data: bytes) -> None:
+        if self.fh is not None:
+            self.fh.write(data)
+        else:
+            self.parts.append(data)
+
+    def extend(self, chunks) -> None:
+        for data in chunks:
+            self.append(data)
+
+    def getvalue(self) -> bytes:
+        return b"".join(self.parts)
+
+
 class _Emitter:
     def __init__(self, qmodel: QuantizedModel, prefix: str, align: int, section: str | None, hex_: bool,
-                 line_width: int, split: bool):  # fmt: skip
+                 line_width: int, split: bool, header: _Sink, source: _Sink):  # fmt: skip
         self.q = qmodel
         self.lower = prefix.lower()
         self.upper = prefix.upper()
@@ -314,8 +362,8 @@ class _Emitter:
         self.line_width = line_width
         self.split = split
         self.t_names, self.l_names, self.p_names = _names(qmodel)
-        self.header: list[bytes] = []  # declarations and macros (the .h)
-        self.source: list[bytes] = []  # definitions (the .c when split, else appended to the .h)
+        self.header = header  # declarations and macros (the .h; the definitions too unless split)
+        self.source = source  # definitions (the .c when split)
         self.identifiers: dict[str, str] = {}  # every emitted identifier -> what it is, for collisions
 
     # -- helpers -------------------------------------------------------------------------------
@@ -371,7 +419,7 @@ class _Emitter:
         else:
             self.h(f"static const {ctype} {name}{dims} QEXPORT_ALIGN({align}) QEXPORT_SECTION = {{")
             target = self.header
-        target.append(grid(value_matrix(data, label, self.hex), self.line_width))
+        target.extend(grid_blocks(value_parts(data, label, self.hex), self.line_width))
         target.append(b"};\n\n" if self.split else b"};\n")
         self.h()
 
@@ -466,15 +514,25 @@ def _legend(prefix: str) -> list[str]:
     ]
 
 
+def _checked(qmodel: QuantizedModel, prefix, align, section, line_width) -> tuple:
+    prefix = check_prefix(prefix) if prefix is not None else default_prefix(qmodel)
+    section = check_section(section) if section is not None else None
+    return prefix, check_align(align), section, check_line_width(line_width)
+
+
 def render(qmodel: QuantizedModel, header_name: str, *, prefix: str | None = None, align: int = 4,
            section: str | None = None, hex_: bool = False, line_width: int = 100,
            split: bool = False) -> tuple[bytes, bytes | None]:  # fmt: skip
     """The header text (and the .c text when split) as bytes."""
-    prefix = check_prefix(prefix) if prefix is not None else default_prefix(qmodel)
-    align = check_align(align)
-    section = check_section(section) if section is not None else None
-    line_width = check_line_width(line_width)
-    em = _Emitter(qmodel, prefix, align, section, hex_, line_width, split)
+    header, source = _Sink(), _Sink()
+    _emit(qmodel, header_name, header, source, *_checked(qmodel, prefix, align, section, line_width), hex_, split)
+    return header.getvalue(), source.getvalue() if split else None
+
+
+def _emit(qmodel: QuantizedModel, header_name: str, header: _Sink, source: _Sink, prefix: str, align: int,
+          section: str | None, line_width: int, hex_: bool, split: bool) -> None:  # fmt: skip
+    """Emit the header (and, when split, the .c) in file order into the sinks (options checked)."""
+    em = _Emitter(qmodel, prefix, align, section, hex_, line_width, split, header, source)
     stem = _sanitize(Path(header_name).stem).strip("_").upper() or "MODEL"
     guard = em._claim(f"{em.upper}_H" if stem == em.upper else f"{em.upper}_{stem}_H", "the include guard")
 
@@ -515,29 +573,24 @@ def render(qmodel: QuantizedModel, header_name: str, *, prefix: str | None = Non
     em.define(f"{em.upper}_ARCH", string_literal(prov["arch"]), "the arch macro")
     em.define(f"{em.upper}_SOURCE_SHA256", string_literal(prov["source_sha256"]), "the sha256 macro")
     em.h()
+    if split:  # the .c opening, before the definitions em.body() emits into it
+        include = Path(header_name).name
+        source.append(b"/*\n")
+        source.append(f" * {comment_text(Path(header_name).with_suffix('.c').name)}: generated by qexport -- "
+                      f"do not edit; definitions for {comment_text(include)}.\n".encode("ascii"))  # fmt: skip
+        source.append(b" *\n")
+        source.extend(f" * {line}\n".encode("ascii") for line in provenance_lines(qmodel))
+        source.extend([b" */\n", f'#include "{include}"\n\n'.encode("ascii")])
+        source.append(b'#ifdef __cplusplus\nextern "C" {\n#endif\n\n')
     em.body()
 
     if split:
-        em.h("#ifdef __cplusplus")
-        em.h("}")
-        em.h("#endif")
-        em.h()
-        em.h(f"#endif /* {guard} */")
-        include = Path(header_name).name
-        src = [b"/*\n", f" * {comment_text(Path(header_name).with_suffix('.c').name)}: generated by qexport -- "
-                        f"do not edit; definitions for {comment_text(include)}.\n".encode("ascii"), b" *\n"]  # fmt: skip
-        src += [f" * {line}\n".encode("ascii") for line in provenance_lines(qmodel)]
-        src += [b" */\n", f'#include "{include}"\n\n'.encode("ascii")]
-        src += [b'#ifdef __cplusplus\nextern "C" {\n#endif\n\n']
-        src += em.source
-        src += [b"#ifdef __cplusplus\n}\n#endif\n"]
-        return b"".join(em.header), b"".join(src)
+        source.append(b"#ifdef __cplusplus\n}\n#endif\n")
     em.h("#ifdef __cplusplus")
     em.h("}")
     em.h("#endif")
     em.h()
     em.h(f"#endif /* {guard} */")
-    return b"".join(em.header), None
 
 
 _INCLUDE_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f-\U0010ffff]|\?\?|\*/|/\*')
@@ -553,14 +606,13 @@ def write(qmodel: QuantizedModel, path, prefix: str | None = None, align: int = 
         if _INCLUDE_UNSAFE.search(path.name):
             raise UsageError(f"{path}: this file name cannot appear in an #include line; choose a plainer -o")
         c_path = path.with_suffix(".c")
-    header, source = render(qmodel, path.name, prefix=prefix, align=align, section=section, hex_=hex,
-                            line_width=line_width, split=split_source)  # fmt: skip
-    with ExitStack() as stack:  # both files are complete in memory before either is replaced
+    checked = _checked(qmodel, prefix, align, section, line_width)  # option errors before any file is opened
+    # Streamed into temporary files, array by array (the text is never held whole in memory); both
+    # files are complete before either is renamed into place, and any error removes both.
+    with ExitStack() as stack:
         fh = stack.enter_context(atomic_file(path, "wb"))
-        if c_path is not None:
-            fc = stack.enter_context(atomic_file(c_path, "wb"))
-            fc.write(source)
-        fh.write(header)
+        fc = stack.enter_context(atomic_file(c_path, "wb")) if c_path is not None else None
+        _emit(qmodel, path.name, _Sink(fh), _Sink(fc), *checked, hex, split_source)
 
 
 OPTIONS = (

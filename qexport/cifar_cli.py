@@ -14,8 +14,8 @@ import click
 
 
 @click.command("cifar-bmp", short_help="Convert CIFAR-10/100 python pickles to BMP or PNG images.")
-@click.argument("src", required=False, type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+@click.argument("src", required=False, type=click.Path(readable=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(readable=False, path_type=Path), default=None,
               help="Output folder (default: cifar-10-bmp, cifar-100-bmp, or -png with --format png).")
 @click.option("--split", type=click.Choice(["train", "test", "all"]), default="all", show_default=True,
               help="Which part of the dataset to convert.")

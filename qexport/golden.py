@@ -591,6 +591,7 @@ def header_names(stages: list[Stage]) -> list[str]:
 
 def write_golden(qmodel: QuantizedModel, g: Golden, path, fmt: str = "npy") -> Path:
     from .atomic import atomic_dir
+    from .writers.npy import write_npy
 
     path = Path(path)
     if fmt not in FORMATS:
@@ -601,7 +602,7 @@ def write_golden(qmodel: QuantizedModel, g: Golden, path, fmt: str = "npy") -> P
             files = [f"{stem}.npy" for stem in stems]
             for s, f in zip(g.stages, files):
                 with open(tmp / f, "wb") as fh:
-                    np.lib.format.write_array(fh, np.ascontiguousarray(s.data), allow_pickle=False)
+                    write_npy(fh, np.ascontiguousarray(s.data))
             _dump(tmp / MANIFEST, manifest(qmodel, g, files, fmt, None))
         elif fmt == "mem":
             from .writers.common import provenance_lines
@@ -657,12 +658,13 @@ def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: i
 
 @click.command("golden")
 @model_argument
-@click.option("-i", "--input", "inputs", multiple=True, type=click.Path(path_type=str), metavar="FILE",
+@click.option("-i", "--input", "inputs", multiple=True, type=click.Path(readable=False, path_type=str), metavar="FILE",
               help="Input images: an image file (PNG/BMP/PGM... converted to the model's channels), a .npy of "
                    "uint8 images, or a .npz with 'images' (and 'labels'). Repeatable.")
 @click.option("-n", "--samples", type=int, default=None, metavar="N",
               help="Use the first N inputs; without --input, the first N of the digits test split (LeNet).")
-@click.option("-o", "--output", type=click.Path(path_type=str), help="Output folder (default: <checkpoint>_golden).")
+@click.option("-o", "--output", type=click.Path(readable=False, path_type=str),
+              help="Output folder (default: <checkpoint>_golden).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="npy", show_default=True,
               help="npy: one .npy per stage; mem: one $readmemh .mem per stage; cheader: golden.h.")
 @click.option("--layer", "layers", multiple=True, metavar="GLOB",

@@ -23,7 +23,7 @@ def _parse_scale_shift(ctx, param, values):
 
 
 def model_argument(f):
-    return click.argument("model", required=False, type=click.Path(dir_okay=True, path_type=str))(f)
+    return click.argument("model", required=False, type=click.Path(readable=False, path_type=str))(f)
 
 
 PLAN_OPTIONS = (
@@ -55,7 +55,7 @@ PLAN_OPTIONS = (
                  help="Weight layout: PyTorch's OIHW, or OHWI (CMSIS-NN, TFLite, LCE)."),
     click.option("--ternary-pack", type=click.Choice(["planes", "codes", "base3"]), default="planes",
                  show_default=True, help="Packed ternary: two bit-planes, 2-bit codes, or 5 trits per byte."),
-    click.option("--report", type=click.Path(dir_okay=False, path_type=str), metavar="FILE.json",
+    click.option("--report", type=click.Path(readable=False, path_type=str), metavar="FILE.json",
                  help="Write the quantization error report as JSON."),
     click.option("-v", "--verbose", is_flag=True, help="Print the error report table on stderr."),
 )  # fmt: skip
@@ -74,4 +74,4 @@ def plan_options(f):
 
 
 def output_option(help_text: str):
-    return click.option("-o", "--output", type=click.Path(path_type=str), help=help_text)
+    return click.option("-o", "--output", type=click.Path(readable=False, path_type=str), help=help_text)

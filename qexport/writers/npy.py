@@ -93,11 +93,22 @@ def manifest_bytes(qmodel: QuantizedModel, stems: list[str]) -> bytes:
     return (text + "\n").encode("ascii")
 
 
+def write_npy(fh, a: np.ndarray) -> None:
+    """`a` (C order) in the .npy format to the open file `fh`: the bytes numpy.save writes.
+
+    numpy.lib.format.write_array writes the data to a real file with ndarray.tofile, whose error
+    for a failed write has no errno ("48000 requested and 3968 written" on a full disk); written
+    through fh.write, the OSError keeps it and the user is told the disk is full."""
+    a = np.asarray(a, order="C")
+    np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(a))
+    fh.write(memoryview(a.reshape(-1)).cast("B"))
+
+
 def _write_array(fh, name: str, a: np.ndarray, path: Path) -> None:
     a = np.asarray(a, order="C")
     if a.dtype.hasobject:
         raise OutputError(f"{path}: tensor {name!r} holds Python objects; only numeric arrays are exported")
-    np.lib.format.write_array(fh, a, allow_pickle=False)
+    write_npy(fh, a)
 
 
 def write_folder(qmodel: QuantizedModel, path: Path) -> None:

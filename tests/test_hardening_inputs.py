@@ -5,6 +5,8 @@ success, never another exception, never code execution."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import run_cli
-from fuzz_targets import checkpoint_target, mutated_checkpoint
+from fuzz_targets import checkpoint_target, cifar_seeds, cifar_target, mutated_checkpoint, mutated_cifar
 from qexport.checkpoint import load_checkpoint
 from qexport.errors import InputError, QexportError
 from qexport.export import load_model, plan_options_from, quantize
@@ -63,6 +65,39 @@ def test_fuzz_checkpoint_bytes(small, tmp_path_factory, data):
     success.  The same target runs longer from `python benchmarks/fuzz.py`."""
     blob = data.draw(mutated_checkpoint(small))
     checkpoint_target(blob, tmp_path_factory.mktemp("fz") / "f.pth")
+
+
+@pytest.fixture(scope="module")
+def cifar_pickles() -> dict:
+    return cifar_seeds()
+
+
+def test_cifar_seeds_parse(cifar_pickles):
+    """The fuzz seeds are real CIFAR pickles: unmutated, every one parses."""
+    assert {cifar_target(role, raw) for role, raw in cifar_pickles.values()} == {"ok"}
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_fuzz_cifar_pickle_bytes(cifar_pickles, data):
+    """Mutated CIFAR-10/100 batch and meta pickles (flips, inserts, deletes, truncations) and random
+    bytes through the restricted unpickler and validation: clean error or success."""
+    role, blob = data.draw(mutated_cifar(cifar_pickles))
+    cifar_target(role, blob)
+
+
+def test_cifar_pickle_with_a_huge_memo_index_stays_small():
+    """Regression (found by the CIFAR fuzz target): LONG_BINPUT n in a 30-byte pickle made the C
+    unpickler allocate and zero 2n memo slots: 512 MB here, 32 GB (the OOM killer) for n = 2**31."""
+    blob = b"\x80\x02}(U\x04datar" + (2**25).to_bytes(4, "little") + b"U\x01xu."
+    code = (f"import re\nfrom qexport import cifar\nfrom qexport.errors import InputError\n"
+            f"try:\n    cifar.parse_batch({blob!r}, 'data_batch_1', cifar.CIFAR10)\n"
+            f"except InputError as exc:\n    print(exc)\n"
+            f"print(re.search(r'VmHWM:\\s*(\\d+) kB', open('/proc/self/status').read()).group(1))\n")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout
+    message, peak_kib = out.strip().splitlines()  # peak resident memory of that process (not inherited)
+    assert message == "data_batch_1: 'data' is a bytes, expected a uint8 array of shape (N, 3072)"
+    assert int(peak_kib) < 200_000
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])

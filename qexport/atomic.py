@@ -29,6 +29,11 @@ def _check_parent(target: Path) -> Path:
     return parent
 
 
+def check_output_folder(target: str | os.PathLike) -> None:
+    """Fail early (before any loading or quantizing) when `target` cannot be created at all."""
+    _check_parent(Path(target))
+
+
 def _os_error(target: Path, exc: OSError) -> OutputError:
     if exc.errno == errno.ENOSPC:
         return OutputError(f"{target}: no space left on device; nothing was written")

@@ -116,16 +116,21 @@ def write_report(qmodel: QuantizedModel, path: str) -> None:
 def export(writer_name: str, model_path=None, output=None, *, writer_options: dict | None = None, **plan_kw):
     """Run one export end to end; returns (output path, QuantizedModel)."""
     from . import registry
+    from .atomic import check_output_folder
 
     writer = registry.load_writer(writer_name)
     model_path = Path(model_path) if model_path else find_default_model()
     options = plan_options_from(**plan_kw)
     if plan_kw.get("pack") is None:
         options = replace(options, pack=writer.pack)
+    out = Path(output) if output else default_output(writer, model_path)
+    if model_path.is_file():  # a bad input is reported first; a bad output before the slow part
+        for target in (out, plan_kw.get("report")):
+            if target:
+                check_output_folder(target)
     model = load_model(model_path, plan_kw.get("arch"), writer.needs_graph, writer.name)
     writer_defaults = {p.name: p.default for p in writer.options}
     qmodel = quantize(model, options, options_text({**plan_kw, **(writer_options or {})}, writer_defaults))
-    out = Path(output) if output else default_output(writer, model_path)
     written = writer.write(qmodel, out, **(writer_options or {}))
     out = Path(written) if written else out  # a writer may adjust the name (e.g. add a suffix)
     if plan_kw.get("report"):

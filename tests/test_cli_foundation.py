@@ -205,3 +205,14 @@ def test_cli_and_library_record_the_same_options(writer, suffix, tmp_path):
     cli, lib = (tmp_path / d / f"m{suffix}" for d in ("cli", "lib"))
     assert cli.read_bytes() == lib.read_bytes()
     assert b"--bits 8" in lib.read_bytes() and b"--word-bits" not in lib.read_bytes()
+
+
+def test_bad_output_folder_is_reported_before_loading(tmp_path):
+    """The output folder is checked before the (possibly slow) load: with a checkpoint that would
+    fail to load, the error is still the output's."""
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint at all")
+    r = run_cli("cheader", garbage, "-o", tmp_path / "missing" / "m.h")
+    assert r.returncode == 1 and "output folder" in r.stderr and "missing" in r.stderr
+    r = run_cli("txt", LENET, "--report", tmp_path / "missing" / "r.json", "-o", tmp_path / "out")
+    assert r.returncode == 1 and "r.json" in r.stderr and not (tmp_path / "out").exists()

@@ -1,0 +1,92 @@
+"""`qexport golden`: load and quantize the checkpoint, read the inputs, compute the golden vectors
+of its architecture and write them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import CannotHandle, UsageError
+from ..model import QuantizedModel
+from ..options import model_argument, plan_options
+from .binary import BINARY_ARCHS, binary_golden
+from .inputs import load_inputs
+from .lenet import lenet_golden
+from .output import FORMATS, write_golden
+from .stages import Golden, Inputs
+
+
+def golden_vectors(qmodel: QuantizedModel, inputs: Inputs, layers=()) -> Golden:
+    if not qmodel.model.has_graph:
+        raise CannotHandle(f"{qmodel.model.source.name}: golden vectors need the layer graph of a documented "
+                           f"architecture; this checkpoint was read by the generic reader (use --arch)")  # fmt: skip
+    if qmodel.arch == "lenet":
+        if layers:
+            raise UsageError("--layer selects binary layers; the LeNet integer pass always gives every stage")
+        return lenet_golden(qmodel, inputs)
+    if qmodel.arch in BINARY_ARCHS:
+        return binary_golden(qmodel, inputs, layers)
+    raise CannotHandle(f"{qmodel.model.source.name}: golden vectors exist for lenet (integer pass) and for the "
+                       f"binary layers of {' and '.join(BINARY_ARCHS)}; {qmodel.arch} has neither")  # fmt: skip
+
+
+def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: int | None = None, layers=(),
+           **plan_kw):  # fmt: skip
+    """Library entry point: (output folder, Golden, QuantizedModel)."""
+    from ..export import find_default_model, load_model, options_text, plan_options_from, quantize
+
+    model_path = Path(model_path) if model_path else find_default_model()
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    model = load_model(model_path, plan_kw.get("arch"), needs_graph=True, command="golden")
+    opts = plan_options_from(**plan_kw)
+    text = options_text({**plan_kw, "format": fmt, "layer": tuple(layers)})
+    qmodel = quantize(model, opts, text)
+    data = load_inputs(inputs, samples, qmodel.arch)
+    g = golden_vectors(qmodel, data, tuple(layers))
+    name = model_path.name
+    for suffix in (".pth.tar", ".pth", ".pt"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    out = Path(output) if output else Path(name + "_golden")
+    write_golden(qmodel, g, out, fmt)
+    return out, g, qmodel
+
+
+@click.command("golden")
+@model_argument
+@click.option("-i", "--input", "inputs", multiple=True, type=click.Path(readable=False, path_type=str), metavar="FILE",
+              help="Input images: an image file (PNG/BMP/PGM... converted to the model's channels), a .npy of "
+                   "uint8 images, or a .npz with 'images' (and 'labels'). Repeatable.")
+@click.option("-n", "--samples", type=int, default=None, metavar="N",
+              help="Use the first N inputs; without --input, the first N of the digits test split (LeNet).")
+@click.option("-o", "--output", type=click.Path(readable=False, path_type=str),
+              help="Output folder (default: <checkpoint>_golden).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="npy", show_default=True,
+              help="npy: one .npy per stage; mem: one $readmemh .mem per stage; cheader: golden.h.")
+@click.option("--layer", "layers", multiple=True, metavar="GLOB",
+              help="Binary architectures: only the binary layers matching GLOB (repeatable; default: all).")
+@plan_options
+def golden_cmd(model, inputs, samples, output, fmt, layers, **kw):
+    """Golden vectors: per-layer integer activations of the reference pass (LeNet) or the
+    XNOR/popcount outputs of binary layers, for checking firmware or RTL layer by layer."""
+    from ..export import print_notes, write_report
+
+    out, g, qmodel = golden(model, inputs, output, fmt, samples, layers, **kw)
+    if not model:
+        click.echo(f"qexport: using {qmodel.model.source.name}", err=True)
+    print_notes(qmodel.model.notes + qmodel.notes + tuple(g.notes))
+    if kw.get("report"):
+        write_report(qmodel, kw["report"])
+    if kw.get("verbose"):
+        from ..report import format_report
+
+        click.echo(format_report(qmodel), err=True)
+    n = int(g.inputs.images.shape[0])
+    if g.accuracy is not None:
+        click.echo(f"qexport: golden: {n} input(s), accuracy {g.accuracy:.4f} against the labels "
+                   f"({'integer pass' if g.kind == 'lenet-integer' else 'float model, dequantized weights'})",
+                   err=True)  # fmt: skip
+    click.echo(f"qexport: wrote {out} ({len(g.stages)} stages, {n} input(s))", err=True)

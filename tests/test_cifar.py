@@ -490,7 +490,7 @@ def test_interrupted_run_leaves_only_complete_files(c10, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_write(fd, data)
 
-    monkeypatch.setattr(cifar.os, "write", flaky_write)
+    monkeypatch.setattr(cifar.conversion.os, "write", flaky_write)
     with pytest.raises(KeyboardInterrupt):
         cifar.convert(c10.root, tmp_path / "out")
     monkeypatch.undo()

@@ -541,7 +541,7 @@ def test_recorded_signal_stops_every_commit(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         with atomic_dir(tmp_path / "d") as d:
             (d / "x").write_bytes(b"new")
-    folder = cifar._Dir(tmp_path / "img")
+    folder = cifar.conversion._Dir(tmp_path / "img")
     with pytest.raises(KeyboardInterrupt):
         folder.write("0_0.bmp", b"new")
     folder.close()

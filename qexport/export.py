@@ -55,8 +55,8 @@ def options_text(kw: dict, defaults: dict | None = None) -> str:
     parts = []
     for key in sorted(kw):
         value = kw[key]
-        if key in ("output", "model", "report", "verbose") or value in (None, (), {}, False):
-            continue
+        if key in ("output", "model", "report", "verbose") or value is None or value is False or value in ((), {}):
+            continue  # (not `value in (..., False)`: 0 == False would drop a real --max-scale-error 0)
         if key in defaults and str(value) == str(defaults[key]):  # click Choices arrive as str
             continue
         flag = "--" + key.replace("_", "-")

@@ -216,3 +216,11 @@ def test_bad_output_folder_is_reported_before_loading(tmp_path):
     assert r.returncode == 1 and "output folder" in r.stderr and "missing" in r.stderr
     r = run_cli("txt", LENET, "--report", tmp_path / "missing" / "r.json", "-o", tmp_path / "out")
     assert r.returncode == 1 and "r.json" in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_options_text_keeps_zero_values():
+    from qexport.export import options_text
+
+    assert options_text({"max_scale_error": 0.0, "bits": 8, "per_channel": False, "only": ()}) == \
+        "--bits 8 --max-scale-error 0.0"
+    assert options_text({"max_scale_error": 0.01, "keep_float": ("f6",)}) == "--keep-float f6"

@@ -209,11 +209,6 @@ def scalar_literal(value: np.ndarray, name: str) -> str:
     return f"({text})" if text.startswith("-") else text
 
 
-def grid(cells: np.ndarray, line_width: int, indent: int = 2) -> bytes:
-    """Initializer body: cells (n, w) as lines `<indent> v, v, ... v,` of a fixed width."""
-    return b"".join(grid_blocks([cells], line_width, indent))
-
-
 GRID_LINES = 1 << 14  # lines formatted at a time by grid_blocks (bounds its intermediate arrays)
 
 
@@ -228,8 +223,9 @@ def _items(cells: np.ndarray) -> np.ndarray:
 
 
 def grid_blocks(parts: list[np.ndarray], line_width: int, indent: int = 2):
-    """grid() of the rows of `parts` taken in order (each padded to the widest part's width), as a
-    sequence of byte blocks of at most GRID_LINES lines: the text is never built whole."""
+    """Initializer body: the rows of `parts` in order (each padded to the widest part's width) as
+    lines `<indent> v, v, ... v,` of a fixed width, yielded in byte blocks of at most GRID_LINES
+    lines: the text is never built whole."""
     width = max((p.shape[1] for p in parts), default=1)
     item = width + 2  # " " + value + ","
     per_line = max(1, (line_width - indent) // item)

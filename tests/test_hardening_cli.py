@@ -32,6 +32,7 @@ import torch
 
 from cifar_data import make_cifar10
 from conftest import LENET, run_cli
+from tools import unavailable
 
 TMP_MARK = ".qexport-tmp-"
 PREVIOUS = b"previous good output\n"
@@ -123,7 +124,8 @@ def run_cli_after(setup: str, *args, **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def no_dac(tmp_path_factory) -> str:
-    """Setup code under which mode bits bind the CLI even for root; skips where that cannot be had."""
+    """Setup code under which mode bits bind the CLI even for root; where that cannot be had, the
+    test skips (fails under CI)."""
     d = tmp_path_factory.mktemp("dac")
     probe = d / "probe"
     probe.write_text("x")
@@ -133,7 +135,7 @@ def no_dac(tmp_path_factory) -> str:
     r = subprocess.run([sys.executable, "-c", code, str(probe)], capture_output=True, text=True, timeout=60)
     if r.returncode != 0 and "PermissionError" in r.stderr:
         return DROP_DAC
-    pytest.skip("this container cannot take CAP_DAC_OVERRIDE away from a child process, and with it root "
+    unavailable("this container cannot take CAP_DAC_OVERRIDE away from a child process, and with it root "
                 f"reads and writes whatever the mode bits say (probe: {r.stderr.strip()[-200:] or 'read it'})")
 
 
@@ -445,7 +447,7 @@ def test_full_disk(cmd, small_disk):
 
 def test_full_disk_cifar(small_disk, tmp_path):
     if not small_disk.tmpfs:
-        pytest.skip("needs a real small filesystem (mounting a tmpfs is not allowed here): RLIMIT_FSIZE "
+        unavailable("needs a real small filesystem (mounting a tmpfs is not allowed here): RLIMIT_FSIZE "
                     "limits one file's size, and each CIFAR image is smaller than any useful limit")  # fmt: skip
     made = make_cifar10(tmp_path / "src", batch_sizes=(10,) * 5, test_size=10)
     out = small_disk.path / "images"

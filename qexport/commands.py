@@ -26,14 +26,13 @@ def writer_command(name: str) -> click.Command:
         from .report import format_report
 
         plan_kw, writer_kw = _split(kw)
-        out, qmodel = export(name, model, output, writer_options=writer_kw, **plan_kw)
+        outs, qmodel = export(name, model, output, writer_options=writer_kw, **plan_kw)
         if not model:
             click.echo(f"qexport: using {qmodel.model.source.name}", err=True)
         print_notes(qmodel.model.notes + qmodel.notes)
         if plan_kw.get("verbose"):
             click.echo(format_report(qmodel), err=True)
-        also = f" and {out.with_suffix('.c')}" if writer_kw.get("split_source") else ""
-        click.echo(f"qexport: wrote {out}{also}", err=True)
+        click.echo(f"qexport: wrote {' and '.join(map(str, outs))}", err=True)
 
     kind = "folder" if writer.output_is_dir else "file"
     cmd = click.Command(name, callback=run, help=writer.help, short_help=writer.help.split("\n")[0])

@@ -114,7 +114,7 @@ def write_report(qmodel: QuantizedModel, path: str) -> None:
 
 
 def export(writer_name: str, model_path=None, output=None, *, writer_options: dict | None = None, **plan_kw):
-    """Run one export end to end; returns (output path, QuantizedModel)."""
+    """Run one export end to end; returns (the paths written, main one first; QuantizedModel)."""
     from . import registry
     from .atomic import check_output_folder
 
@@ -132,10 +132,11 @@ def export(writer_name: str, model_path=None, output=None, *, writer_options: di
     writer_defaults = {p.name: p.default for p in writer.options}
     qmodel = quantize(model, options, options_text({**plan_kw, **(writer_options or {})}, writer_defaults))
     written = writer.write(qmodel, out, **(writer_options or {}))
-    out = Path(written) if written else out  # a writer may adjust the name (e.g. add a suffix)
+    # A writer may adjust the name (npz adds a suffix) or write several files (cheader's .h + .c).
+    outs = tuple(Path(p) for p in (written if isinstance(written, tuple) else (written or out,)))
     if plan_kw.get("report"):
         write_report(qmodel, plan_kw["report"])
-    return out, qmodel
+    return outs, qmodel
 
 
 def print_notes(notes, stream=None) -> None:

@@ -343,6 +343,7 @@ def test_split_source_links_from_two_translation_units(checkpoint, tmp_path):
     assert r.returncode == 0, r.stderr
     source = tmp_path / "model.c"
     assert source.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model.c", "model.h"]
+    assert f"qexport: wrote {header} and {source}" in r.stderr  # both files are named
     htext, ctext = header.read_text(), source.read_text()
     assert "static" not in htext.split("#endif", 3)[-1] and "extern const" in htext
     assert '#include "model.h"' in ctext and "static const" not in ctext

@@ -257,7 +257,8 @@ def handle_ternary(model: Model, layer: Layer, lp: LayerPlan, opts: PlanOptions)
         packed = pack.pack_ternary(res.codes, opts.word_bits, opts.layout, opts.ternary_pack)
         for key, arr in packed.items():
             attrs = {"word_bits": 8 if key == "base3" else opts.word_bits, "n": n, "mode": opts.ternary_pack,
-                     "plane": key, "bit_order": "digit j weighs 3**j" if key == "base3" else "lsb-first", "layout": opts.layout if w.ndim == 4 else "oi", "padding": "0",
+                     "plane": key, "bit_order": "digit j weighs 3**j" if key == "base3" else "lsb-first",
+                     "layout": opts.layout if w.ndim == 4 else "oi", "padding": "0",
                      "encoding": TERNARY_ENCODINGS[key]}  # fmt: skip
             h.tensors.append(ExportTensor(f"{layer.weight}.{key}", arr, layer.name, "packed", "ternary", "words",
                                           frozen_map(attrs)))  # fmt: skip

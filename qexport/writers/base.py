@@ -15,7 +15,9 @@ from typing import Callable
 class WriterPlugin:
     name: str
     help: str
-    write: Callable[..., None]  # write(qmodel, path: pathlib.Path, **writer_options)
+    # write(qmodel, path: pathlib.Path, **writer_options) -> the path written, or a tuple of them with
+    # the main one first (None: `path` itself)
+    write: Callable[..., object]
     suffix: str  # default output is <checkpoint stem><suffix> in the current folder
     options: tuple = ()  # extra click parameters for this writer's command
     needs_graph: bool = False  # refuse the graph-less generic reader

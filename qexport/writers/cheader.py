@@ -593,7 +593,8 @@ _INCLUDE_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f-\U0010ffff]|\?\?|\*/|/\*')
 
 
 def write(qmodel: QuantizedModel, path, prefix: str | None = None, align: int = 4, section: str | None = None,
-          hex: bool = False, line_width: int = 100, split_source: bool = False) -> None:  # noqa: A002
+          hex: bool = False, line_width: int = 100, split_source: bool = False) -> tuple[Path, ...]:  # noqa: A002
+    """Write the header (and with split_source the .c beside it); returns the paths written."""
     path = Path(path)
     c_path = None
     if split_source:
@@ -609,6 +610,7 @@ def write(qmodel: QuantizedModel, path, prefix: str | None = None, align: int = 
         fh = stack.enter_context(atomic_file(path, "wb"))
         fc = stack.enter_context(atomic_file(c_path, "wb")) if c_path is not None else None
         _emit(qmodel, path.name, _Sink(fh), _Sink(fc), *checked, hex, split_source)
+    return (path,) if c_path is None else (path, c_path)
 
 
 OPTIONS = (

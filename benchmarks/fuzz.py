@@ -49,19 +49,9 @@ from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 import qexport  # noqa: E402
-from fuzz_targets import checkpoint_target, cifar_seeds, cifar_target, mutated_checkpoint, mutated_cifar  # noqa: E402
+from fuzz_targets import checkpoint_seeds, checkpoint_target, cifar_seeds, cifar_target, mutated_checkpoint, mutated_cifar  # noqa: E402
 
 ROUND = 100  # examples per hypothesis run; a time budget is checked between runs
-
-
-def checkpoint_seeds(folder: Path) -> dict[str, bytes]:
-    """The seeds of test_hardening_inputs.py: a small zip and a small legacy checkpoint."""
-    import torch
-
-    torch.manual_seed(0)
-    torch.save({"a.weight": torch.randn(3, 2), "a.bias": torch.randn(3)}, folder / "zip.pth")
-    torch.save({"a.weight": torch.randn(3, 2)}, folder / "legacy.pth", _use_new_zipfile_serialization=False)
-    return {"zip": (folder / "zip.pth").read_bytes(), "legacy": (folder / "legacy.pth").read_bytes()}
 
 
 class Target:

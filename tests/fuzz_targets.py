@@ -37,6 +37,16 @@ def mutated_checkpoint(seeds: dict[str, bytes]):
 CIFAR_ROLES = ("cifar-10 batch", "cifar-10 meta", "cifar-100 batch", "cifar-100 meta")
 
 
+def checkpoint_seeds(folder: Path) -> dict[str, bytes]:
+    """Small real checkpoints, saved into `folder`: one in the zip format, one in the legacy one."""
+    import torch
+
+    torch.manual_seed(0)
+    torch.save({"a.weight": torch.randn(3, 2), "a.bias": torch.randn(3)}, folder / "zip.pth")
+    torch.save({"a.weight": torch.randn(3, 2)}, folder / "legacy.pth", _use_new_zipfile_serialization=False)
+    return {"zip": (folder / "zip.pth").read_bytes(), "legacy": (folder / "legacy.pth").read_bytes()}
+
+
 def cifar_seeds() -> dict[str, tuple[str, bytes]]:
     """Small real CIFAR pickles, written as cPickle wrote the official files (tests/cifar_data.py):
     name -> (role, bytes).  Two images per batch keep the pickle structure a large part of it."""

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import run_cli
-from fuzz_targets import checkpoint_target, cifar_seeds, cifar_target, mutated_checkpoint, mutated_cifar
+from fuzz_targets import checkpoint_seeds, checkpoint_target, cifar_seeds, cifar_target, mutated_checkpoint, mutated_cifar
 from qexport.checkpoint import load_checkpoint
-from qexport.errors import InputError, QexportError
+from qexport.errors import InputError
 from qexport.export import load_model, plan_options_from, quantize
 
 FUZZ_EXAMPLES = int(os.environ.get("QEXPORT_FUZZ_EXAMPLES", "300"))
@@ -27,11 +27,7 @@ FUZZ_EXAMPLES = int(os.environ.get("QEXPORT_FUZZ_EXAMPLES", "300"))
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> dict[str, bytes]:
-    d = tmp_path_factory.mktemp("small")
-    torch.manual_seed(0)
-    torch.save({"a.weight": torch.randn(3, 2), "a.bias": torch.randn(3)}, d / "zip.pth")
-    torch.save({"a.weight": torch.randn(3, 2)}, d / "legacy.pth", _use_new_zipfile_serialization=False)
-    return {"zip": (d / "zip.pth").read_bytes(), "legacy": (d / "legacy.pth").read_bytes()}
+    return checkpoint_seeds(tmp_path_factory.mktemp("small"))
 
 
 @pytest.mark.parametrize("kind", ["zip", "legacy"])

@@ -25,12 +25,15 @@ import numpy as np
 
 
 def synthetic_qmodel(codes: np.ndarray):
+    from qexport.encode.arrange import arrange
+    from qexport.encode.options import EncodeOptions
     from qexport.model import ExportTensor, Model, PlanOptions, QuantizedModel, QuantPlan, Source, frozen_map
 
     model = Model("generic", frozen_map({"codes": codes}), (), Source("bench.pth", "0" * 64, int(codes.nbytes)),
                   has_graph=False)  # fmt: skip
     tensor = ExportTensor("codes", codes, None, "weight", "int8", "c")
-    return QuantizedModel(model, QuantPlan((), PlanOptions()), (tensor,), (), options_text="--bench")
+    return arrange(QuantizedModel(model, QuantPlan((), PlanOptions()), (tensor,), (), options_text="--bench"),
+                   EncodeOptions())
 
 
 def run(n: int, repeat: int, folder: Path | None = None) -> dict:

@@ -37,6 +37,8 @@ STAGES = ((64, 64), (128, 128), (256, 256), (512, 512))
 
 def synthetic_qmodel(params: int):
     """A QuantizedModel shaped like ResNet18-BNN with about `params` parameters."""
+    from qexport.encode.arrange import arrange
+    from qexport.encode.options import EncodeOptions
     from qexport.model import (ExportTensor, Model, PlanOptions, QuantizedModel, QuantLayer, QuantPlan, Source,
                                frozen_map)  # fmt: skip
 
@@ -69,7 +71,8 @@ def synthetic_qmodel(params: int):
     n = int(sum(t.data.size for t in tensors))
     model = Model("resnet18_bnn", frozen_map({t.name: t.data for t in tensors}), (),
                   Source("bench.pth", "0" * 64, n * 4))  # fmt: skip
-    return QuantizedModel(model, QuantPlan((), PlanOptions()), tuple(tensors), tuple(layers), options_text="--bench")
+    return arrange(QuantizedModel(model, QuantPlan((), PlanOptions()), tuple(tensors), tuple(layers),
+                                  options_text="--bench"), EncodeOptions())  # what a writer receives
 
 
 def median_time(repeat: int, fn) -> float:

@@ -40,7 +40,8 @@ try:
 except ImportError:  # run from a checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from qexport.quantize import affine, binary, pack, ternary  # noqa: E402
+from qexport.encode import pack  # noqa: E402
+from qexport.quantize import affine, binary, ternary  # noqa: E402
 
 GOAL = 4.0
 

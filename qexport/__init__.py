@@ -1,7 +1,7 @@
 """qexport: get the parameters of a trained PyTorch network out, quantized exactly and verified.
 
 Pipeline (see README "Design"): checkpoint -reader-> Model -plan-> QuantPlan -quantize->
-QuantizedModel -writer-> files.  This module stays import-light: `qexport --help` must not pull in
+QuantizedModel -encode-> EncodedModel -writer-> files.  This module stays import-light: `qexport --help` must not pull in
 numpy or torch.
 """
 

@@ -78,7 +78,7 @@ class QexportGroup(click.Group):
             if _debug(ctx):
                 raise
             # The atomic writers have removed their temporary files: nothing partial is left.
-            by = f" by {interrupts.describe()}" if interrupts.received else ""
+            by = f" by {interrupts.signal_name()}" if interrupts.received else ""
             raise click.ClickException(f"interrupted{by}; no partial output was left") from None
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import click
 
-from .options import PLAN_OPTION_NAMES, model_argument, output_option, plan_options
+from .options import SHARED_OPTION_NAMES, model_argument, output_option, plan_options
 
 
 def _split(kw: dict) -> tuple[dict, dict]:
-    plan = {k: kw.pop(k) for k in list(kw) if k in PLAN_OPTION_NAMES}
+    plan = {k: kw.pop(k) for k in list(kw) if k in SHARED_OPTION_NAMES}
     return plan, kw
 
 
@@ -48,21 +48,20 @@ def writer_command(name: str) -> click.Command:
 @plan_options
 def inspect_cmd(model, **kw):
     """Show the detected architecture, every tensor, the plan that would apply and the sizes."""
-    from .export import find_default_model, plan_options_from
-    from .inspect_model import describe
-    from .readers import read_model
+    from .inspect_model import inspect_text
+    from .prepare import find_default_model, plan_options_from, prepare
 
     path = Path(model) if model else find_default_model()
     if not model:
         click.echo(f"qexport: using {path.name}", err=True)
-    m = read_model(path, kw.get("arch"))
-    options = plan_options_from(**kw)
-    click.echo(describe(m, options))
+    prepared = prepare(path, command="inspect", plan_kw=kw, quantize_model=False)
+    click.echo(inspect_text(prepared.model, plan_options_from(**kw)))
     if kw.get("verbose") or kw.get("report"):
-        from .export import options_text, print_notes, quantize, write_report
+        from .export import print_notes, write_report
+        from .prepare import options_text, quantize
         from .report import format_report
 
-        qmodel = quantize(m, options, options_text(kw))
+        qmodel = quantize(prepared.model, plan_options_from(**kw), options_text(kw))
         print_notes(qmodel.notes)
         if kw.get("verbose"):
             click.echo(format_report(qmodel), err=True)

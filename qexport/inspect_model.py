@@ -21,7 +21,7 @@ def _range(a: np.ndarray) -> tuple[str, str]:
     return f"{a.min():.6g}", f"{a.max():.6g}"
 
 
-def describe(model: Model, options: PlanOptions) -> str:
+def inspect_text(model: Model, options: PlanOptions) -> str:
     from .quantize.plan import make_plan
 
     lines = [f"file:          {model.source.name}  ({_size(model.source.size)}, sha256 {model.source.sha256})"]

@@ -25,7 +25,7 @@ def check() -> None:
         raise KeyboardInterrupt
 
 
-def describe() -> str:
+def signal_name() -> str:
     """"SIGTERM", "SIGINT" (the first signal received), or "" when none was."""
     if not received:
         return ""

@@ -1,6 +1,7 @@
 """The data that crosses between pipeline stages: small frozen dataclasses holding numpy arrays.
 
-    checkpoint --reader--> Model --plan--> QuantPlan --quantize--> QuantizedModel --writer--> files
+    checkpoint --reader--> Model --plan--> QuantPlan --quantize--> QuantizedModel
+        --encode--> EncodedModel (qexport.encode) --writer--> files
 
 Nothing here imports torch.  Mappings are read-only views; arrays are never modified in place by
 a later stage (readers may hand out memory-mapped, read-only arrays).
@@ -70,6 +71,7 @@ class Model:
     notes: tuple[str, ...] = ()  # warnings met while reading, shown on stderr
     integer_codes: bool = False  # weights already quantized: pass through, never re-quantize
     has_graph: bool = True  # False for the generic reader
+    default_plan: Mapping[str, "LayerPlan"] = field(default_factory=frozen_map)  # set by the reader
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -109,10 +111,6 @@ class PlanOptions:
     max_scale_error: float = 0.01
     zero_point: str = "round"  # or "truncate" (seed 002's original code)
     scale_shift: Mapping[str, tuple[int, int]] = field(default_factory=frozen_map)
-    pack: bool = False
-    word_bits: int = 32
-    layout: str = "oihw"  # or "ohwi"
-    ternary_pack: str = "planes"  # or "codes", "base3"
 
 
 @dataclass(frozen=True)
@@ -135,6 +133,8 @@ class ExportTensor:
     scheme: float | binary | ternary | affine | int32 | passthrough
     layout: oihw | ohwi | oi | c (vector) | scalar | - ; packed arrays say so in attrs.
     attrs: e.g. packing ("word_bits", "bit_order", "n", "encoding"), "folded_bn".
+    In a QuantizedModel the data are canonical: PyTorch order (4-D weights "oihw"), never packed;
+    qexport.encode arranges them (layout, packing) for the writers.
     """
 
     name: str
@@ -194,6 +194,8 @@ class LayerReport:
 
 @dataclass(frozen=True)
 class QuantizedModel:
+    """What quantize produces: canonical codes (PyTorch order, unpacked) and every parameter."""
+
     model: Model
     plan: QuantPlan
     tensors: tuple[ExportTensor, ...]
@@ -201,7 +203,6 @@ class QuantizedModel:
     report: tuple[LayerReport, ...] = ()
     notes: tuple[str, ...] = ()
     options_text: str = ""  # the export options, normalised, recorded in every output
-
 
     @property
     def arch(self) -> str:

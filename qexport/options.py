@@ -60,11 +60,13 @@ PLAN_OPTIONS = (
     click.option("-v", "--verbose", is_flag=True, help="Print the error report table on stderr."),
 )  # fmt: skip
 
-PLAN_OPTION_NAMES = (
-    "arch", "bits", "per_channel", "alpha", "fold_bn", "only", "keep_float", "mult_bits", "input_gain",
-    "max_scale_error", "zero_point", "scale_shift", "pack", "word_bits", "layout", "ternary_pack",
-    "report", "verbose",
-)  # fmt: skip
+# The options PLAN_OPTIONS defines, by what they shape: the plan (PlanOptions), the encoding
+# (qexport.encode.options.EncodeOptions), and how the command runs.
+PLAN_OPTION_NAMES = ("bits", "per_channel", "alpha", "fold_bn", "only", "keep_float", "mult_bits", "input_gain",
+                     "max_scale_error", "zero_point", "scale_shift")  # fmt: skip
+ENCODE_OPTION_NAMES = ("pack", "word_bits", "layout", "ternary_pack")
+RUN_OPTION_NAMES = ("arch", "report", "verbose")
+SHARED_OPTION_NAMES = PLAN_OPTION_NAMES + ENCODE_OPTION_NAMES + RUN_OPTION_NAMES
 
 
 def plan_options(f):

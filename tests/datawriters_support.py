@@ -68,9 +68,11 @@ def cli_args(kw: dict) -> list[str]:
 
 @lru_cache(maxsize=8)
 def _expected(path: str, frozen: tuple):
+    from qexport.encode.arrange import arrange
+    from qexport.encode.options import encode_options_from
     from qexport.export import load_model, plan_options_from, quantize
 
-    return quantize(load_model(path), plan_options_from(**dict(frozen)))
+    return arrange(quantize(load_model(path), plan_options_from(**dict(frozen))), encode_options_from(**dict(frozen)))
 
 
 def expected_model(path, kw: dict | None = None):

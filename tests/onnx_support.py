@@ -12,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from qexport.export import export, load_model, options_text, plan_options_from, quantize
+from qexport.encode.arrange import arrange
+from qexport.encode.options import encode_options_from
+from qexport.export import export, load_model, plan_options_from, quantize
+from qexport.prepare import options_text
 
 
 def onnx_qmodel(ckpt, **plan_kw):
     """The QuantizedModel the CLI would build for these plan options (computed in the test)."""
     model = load_model(ckpt, plan_kw.get("arch"), needs_graph=True, command="onnx")
-    return quantize(model, plan_options_from(**plan_kw), options_text(plan_kw))
+    return arrange(quantize(model, plan_options_from(**plan_kw), options_text(plan_kw)), encode_options_from(**plan_kw))
 
 
 def onnx_write(ckpt, out: Path, opset=None, **plan_kw):

@@ -23,7 +23,9 @@ from qexport.model import (ExportTensor, Model, PlanOptions, QuantizedModel, Qua
                            frozen_map)  # fmt: skip
 from qexport.quantize.reference import LENET_STAGES, lenet_forward_int
 from qexport.writers.cheader import WRITER
-from qexport.writers.common import param_items
+from qexport.encode.records import param_items
+from qexport.encode.arrange import arrange
+from qexport.encode.options import encode_options_from
 
 DEFAULT_PREFIX = {"lenet": "lenet", "vgg_cifar10_binary": "vgg_cifar10_binary", "twn_nin_gc": "twn_nin_gc",
                   "resnet18_bnn": "resnet18_bnn", "mobilenet_v1": "mobilenet_v1", "generic": "generic"}  # fmt: skip
@@ -35,7 +37,8 @@ DEFAULT_PREFIX = {"lenet": "lenet", "vgg_cifar10_binary": "vgg_cifar10_binary", 
 
 def independent_qmodel(model_path, **plan_kw) -> QuantizedModel:
     plan_kw.setdefault("pack", True)  # the cheader default
-    return quantize(load_model(model_path, plan_kw.get("arch")), plan_options_from(**plan_kw))
+    return arrange(quantize(load_model(model_path, plan_kw.get("arch")), plan_options_from(**plan_kw)),
+                   encode_options_from(**plan_kw))
 
 
 def expected_arrays(q: QuantizedModel, prefix: str) -> dict[str, np.ndarray]:
@@ -381,8 +384,9 @@ def test_xnor_popcount_in_c_equals_the_pm1_dot_product(word_bits, checkpoint, tm
     # write only the two layers used (features.0: N = 27, not a multiple of any word size;
     # classifier.0: N = 8192), to keep the compile small
     keep = {"features.0", "classifier.0"}
+    layers = tuple(layer for layer in q.layers if layer.name in keep)
     small = replace(q, tensors=tuple(t for t in q.tensors if t.layer in keep),
-                    layers=tuple(layer for layer in q.layers if layer.name in keep))  # fmt: skip
+                    quantized=replace(q.quantized, layers=layers))  # fmt: skip
     header = tmp_path / "vgg_bin.h"
     WRITER.write(small, header, prefix="vgg")
     rng = np.random.default_rng(int(word_bits))
@@ -496,7 +500,8 @@ def edge_qmodel() -> QuantizedModel:
               "flip": np.array([1, 0, 1], np.uint8), "scale": np.array(-0.0, np.float32),
               "scale_error": np.array(1e-300, np.float64), "shift": np.array(-(2**31), np.int32)}  # fmt: skip
     layer = QuantLayer("lay", "linear", "affine", 8, True, "u8", None, frozen_map(params), frozen_map({"stride": 2}))
-    return QuantizedModel(model, QuantPlan((), PlanOptions()), ets, (layer,), options_text="--edge")
+    return arrange(QuantizedModel(model, QuantPlan((), PlanOptions()), ets, (layer,), options_text="--edge"),
+                   encode_options_from())
 
 
 @pytest.mark.parametrize("hex_", [False, True])

@@ -218,8 +218,22 @@ def test_bad_output_folder_is_reported_before_loading(tmp_path):
     assert r.returncode == 1 and "r.json" in r.stderr and not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", ["golden", "inspect"])
+def test_golden_and_inspect_check_their_outputs_before_loading(command, tmp_path):
+    """golden (-o, --report) and inspect (--report) go through the same preparation as the
+    writers: with a checkpoint that would fail to load, the error is the output folder's."""
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a checkpoint at all")
+    args = ["--report", tmp_path / "missing" / "r.json"]
+    if command == "golden":
+        args = ["-o", tmp_path / "missing" / "g"]
+    r = run_cli(command, garbage, *args)
+    assert r.returncode == 1 and "output folder" in r.stderr and "missing" in r.stderr, r.stderr
+    assert "garbage.pth" not in r.stderr  # the checkpoint was never read
+
+
 def test_options_text_keeps_zero_values():
-    from qexport.export import options_text
+    from qexport.prepare import options_text
 
     assert options_text({"max_scale_error": 0.0, "bits": 8, "per_channel": False, "only": ()}) == \
         "--bits 8 --max-scale-error 0.0"

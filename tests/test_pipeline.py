@@ -12,12 +12,15 @@ import torch
 from conftest import LENET, digits_test_split, run_cli
 from qexport.errors import PlanError, UsageError
 from qexport.export import load_model, plan_options_from, quantize
-from qexport.quantize import pack
+from qexport.encode import pack
+from qexport.encode.arrange import arrange
+from qexport.encode.options import encode_options_from
 from qexport.quantize.reference import lenet_forward_int
 
 
 def q(path, **kw):
-    return quantize(load_model(path), plan_options_from(**kw))
+    """The arrays a writer receives for these options (quantized, then arranged)."""
+    return arrange(quantize(load_model(path), plan_options_from(**kw)), encode_options_from(**kw))
 
 
 def float_lenet_accuracy() -> float:
@@ -45,7 +48,7 @@ def test_lenet_integer_pass_matches_dequantized_float_model():
     """The integer pass approximates the float model with dequantized weights: logits agree to a
     few 1/G units (rounding of requantization and pooling only)."""
     from qexport.models import build
-    from qexport.quantize.affine import dequantize
+    from qexport.quantize.dequantize import dequantize
 
     qm = q(LENET)
     model = build("lenet")

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qexport.quantize.affine import affine_params, affine_quantize, dequantize, quantize_with
+from qexport.quantize.affine import affine_params, affine_quantize, quantize_with
+from qexport.quantize.dequantize import dequantize
 
 F32_MAX = float(np.finfo(np.float32).max)
 TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32

@@ -20,8 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qexport.quantize import affine, binary, chunks, pack, ternary
-from qexport.quantize.pipeline import error_stats
+from qexport.encode import pack
+from qexport.quantize import affine, binary, chunks, ternary
+from qexport.quantize.dequantize import dequantize
+from qexport.quantize.metrics import error_stats
 
 F32_MAX = float(np.finfo(np.float32).max)
 TINY = np.float32(np.finfo(np.float32).tiny)
@@ -185,7 +187,7 @@ def test_fast_paths_equal_the_straightforward_formulas(case):
                     codes, scale, zp, sat = ref_affine(w, bits, per_channel, mode)
                     assert same(res.codes, codes) and same(res.scale, scale) and same(res.zero_point, zp)
                     assert res.saturated == sat
-                    assert same(affine.dequantize(res.codes, res.scale, res.zero_point),
+                    assert same(dequantize(res.codes, res.scale, res.zero_point),
                                 ref_dequantize(res.codes, res.scale, res.zero_point))  # fmt: skip
                     assert same(affine.quantize_with(w, res.scale, res.zero_point, bits),
                                 ref_quantize_with(w, res.scale, res.zero_point, bits))  # fmt: skip
@@ -205,7 +207,7 @@ def test_fast_paths_equal_the_straightforward_formulas(case):
                 words, n = pack.pack_binary(b, word_bits, layout)
                 ref_words, ref_n = ref_pack_binary(b, word_bits, layout)
                 assert same(words, ref_words) and n == ref_n
-        deq = affine.dequantize(*[getattr(affine.affine_quantize(w, 4, True), k) for k in ("codes", "scale", "zero_point")])
+        deq = dequantize(*[getattr(affine.affine_quantize(w, 4, True), k) for k in ("codes", "scale", "zero_point")])
         assert error_stats(w, deq) == ref_error_stats(w, deq)
         assert error_stats(w, b.astype(np.float32)) == ref_error_stats(w, b.astype(np.float32))
 
@@ -225,7 +227,7 @@ def test_fast_paths_on_arbitrary_values(w, chunk, threads, bits, per_channel, mo
         codes, scale, zp, sat = ref_affine(w, bits, per_channel, mode)
         assert same(res.codes, codes) and same(res.scale, scale) and same(res.zero_point, zp)
         assert res.saturated == sat
-        assert same(affine.dequantize(res.codes, res.scale, res.zero_point), ref_dequantize(codes, scale, zp))
+        assert same(dequantize(res.codes, res.scale, res.zero_point), ref_dequantize(codes, scale, zp))
         assert same(binary.binarize(w), ref_binarize(w)) and same(binary.binary_alpha(w), ref_binary_alpha(w))
         t = ternary.ternarize(w, per_channel)
         r = ref_ternarize(w, per_channel, 0.7)

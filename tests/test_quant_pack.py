@@ -1,4 +1,4 @@
-"""qexport.quantize.pack against bit-by-bit Python references, round trips for every shape, word
+"""qexport.encode.pack against bit-by-bit Python references, round trips for every shape, word
 size and layout, and the popcount dot products against the +-1 integer dot product."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from qexport.quantize import pack
-from qexport.quantize.pack import (
+from qexport.encode import pack
+from qexport.encode.pack import (
     from_layout,
     pack_binary,
     pack_ternary,

@@ -15,8 +15,10 @@ from conftest import LENET, run_cli
 from mem_formats import (FormatError, element_values, expected_words, iverilog_dump, parse_coe, parse_mem,
                          parse_mif, sign_extend)  # fmt: skip
 from qexport.export import load_model, plan_options_from, quantize
-from qexport.quantize import pack
-from qexport.writers.common import iter_arrays, param_items
+from qexport.encode import pack
+from qexport.encode.records import iter_arrays, param_items
+from qexport.encode.arrange import arrange
+from qexport.encode.options import encode_options_from
 from tools import require_tool
 
 PLAN_KEYS = ("bits", "per_channel", "word_bits", "layout", "ternary_pack", "pack", "fold_bn", "alpha")
@@ -25,7 +27,7 @@ PLAN_KEYS = ("bits", "per_channel", "word_bits", "layout", "ternary_pack", "pack
 def qmodel_for(path, **kw):
     plan = {k: v for k, v in kw.items() if k in PLAN_KEYS}
     plan.setdefault("pack", True)  # the mem writer packs by default
-    return quantize(load_model(path), plan_options_from(**plan))
+    return arrange(quantize(load_model(path), plan_options_from(**plan)), encode_options_from(**plan))
 
 
 def cli_args(kw: dict) -> list[str]:
@@ -282,7 +284,7 @@ def test_mobilenet_affine_coe(tmp_path, checkpoint):
 
 def test_float_export_is_ieee754_words(tmp_path):
     out, manifest = export(tmp_path, LENET, "mem", keep_float="*")
-    qm = quantize(load_model(LENET), plan_options_from(keep_float=("*",), pack=True))
+    qm = arrange(quantize(load_model(LENET), plan_options_from(keep_float=("*",))), encode_options_from(pack=True))
     expected = expected_all(qm, manifest)
     got = _read_all(out, manifest, "mem")
     assert got == {f.rsplit(".", 1)[0]: v for f, v in expected.items()}
@@ -378,7 +380,7 @@ def test_names_are_sanitised(tmp_path):
     bad = {"a/../../evil\n// x*/.weight": torch.randn(4, 3), "b.weight": torch.randn(2, 2)}
     ckpt = tmp_path / "odd.pth"
     torch.save(bad, ckpt)
-    qm = quantize(load_model(ckpt), plan_options_from(bits=8, pack=True))
+    qm = arrange(quantize(load_model(ckpt), plan_options_from(bits=8)), encode_options_from(pack=True))
     out = mem.write(qm, tmp_path / "o", format="mif")
     names = sorted(p.name for p in out.iterdir())
     assert all("/" not in n and not n.startswith(".") for n in names)

@@ -1,4 +1,4 @@
-"""CIFAR-10/100 python pickles -> BMP or PNG images (SPEC §7, issue 7; replaces seed 000's script).
+"""CIFAR-10/100 python pickles -> BMP or PNG images (README "CIFAR-10/100 to images"; replaces seed 000's script).
 
 `convert` reads a CIFAR folder or .tar.gz archive in place, loads its pickles through an allow-list
 (nothing a pickle names is ever run), validates everything before writing the first file, then

@@ -141,7 +141,7 @@ def convert(
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> Result:
-    """Convert a CIFAR-10/100 folder or archive to images.  See qexport.cifar's docstring and SPEC §7.
+    """Convert a CIFAR-10/100 folder or archive to images.  See qexport.cifar's docstring and README "CIFAR-10/100 to images".
 
     flat layout: OUT/{split}/{label}_{index}.{fmt}; index is the image's position in the split,
     i.e. i + (images in data_batch_1..j-1), which for the real 10000-image batches is seed 000's

@@ -9,6 +9,7 @@ from fnmatch import fnmatchcase
 
 import numpy as np
 
+from ..encode.options import EncodeOptions
 from ..errors import CannotHandle
 from ..model import QuantizedModel
 from .popcount import popcount_layer
@@ -23,30 +24,16 @@ def dequantized_state(qmodel: QuantizedModel) -> dict[str, np.ndarray]:
     value, codes * alpha (codes alone without alpha).  BN tensors stay the checkpoint's (a BN folded
     to thresholds is equivalent to it).  Only binary architectures get here, and a plan cannot mix
     binary and affine layers (--bits applies to every quantized layer)."""
-    from ..quantize import pack
+    from ..quantize.dequantize import dequantize_layer
 
-    model = qmodel.model
-    state = {k: np.asarray(v) for k, v in model.tensors.items()}
-
-    def oihw(name):
-        t = qmodel.tensor(name)
-        return pack.from_layout(t.data, t.layout if t.layout in pack.LAYOUTS else "oihw", model.tensors[name].shape)
-
-    def chan(v, ndim):
-        v = np.asarray(v, np.float32)
-        return v.reshape((-1,) + (1,) * (ndim - 1)) if v.ndim == 1 else v
-
+    state = {k: np.asarray(v) for k, v in qmodel.model.tensors.items()}
     for q in qmodel.layers:
         if not q.weight or q.scheme == "passthrough":
             continue
-        codes = oihw(q.weight)
         if q.scheme not in ("binary", "ternary"):
             raise CannotHandle(f"layer {q.name}: golden vectors of binary layers need the other layers binary, "
                                f"ternary or float, not {q.scheme}")  # fmt: skip
-        w = codes.astype(np.float32)
-        if "alpha" in q.params:
-            w = w * chan(q.params["alpha"], w.ndim)
-        state[q.weight] = np.asarray(w, np.float32)
+        state[q.weight] = dequantize_layer(q, qmodel.tensor(q.weight).data)
     return state
 
 
@@ -60,7 +47,7 @@ def binary_layers(qmodel: QuantizedModel, globs=()) -> list:
     return found
 
 
-def binary_golden(qmodel: QuantizedModel, inputs: Inputs, globs=()) -> Golden:
+def binary_golden(qmodel: QuantizedModel, inputs: Inputs, globs, encoding: EncodeOptions) -> Golden:
     import torch
 
     from ..models import build
@@ -97,7 +84,7 @@ def binary_golden(qmodel: QuantizedModel, inputs: Inputs, globs=()) -> Golden:
     stages = [Stage("input", inputs.images, f"input codes x (the float model sees x/{int(gain)}), uint8", "NCHW")]
     notes = []
     for q in layers:
-        layer_stages = popcount_layer(qmodel, q.name, np.concatenate(captured[q.name]))
+        layer_stages = popcount_layer(qmodel, q.name, np.concatenate(captured[q.name]), encoding)
         zeros = layer_stages[0].attrs["exact_zero_inputs"]
         if zeros:
             notes.append(f"{q.name}: {zeros} input activation(s) were exactly 0 (sign 0 in the float model); "

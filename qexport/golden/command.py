@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from ..encode.options import EncodeOptions
 from ..errors import CannotHandle, UsageError
 from ..model import QuantizedModel
 from ..options import model_argument, plan_options
+from ..prepare import require_graph
 from .binary import BINARY_ARCHS, binary_golden
 from .inputs import load_inputs
 from .lenet import lenet_golden
@@ -17,16 +19,16 @@ from .output import FORMATS, write_golden
 from .stages import Golden, Inputs
 
 
-def golden_vectors(qmodel: QuantizedModel, inputs: Inputs, layers=()) -> Golden:
-    if not qmodel.model.has_graph:
-        raise CannotHandle(f"{qmodel.model.source.name}: golden vectors need the layer graph of a documented "
-                           f"architecture; this checkpoint was read by the generic reader (use --arch)")  # fmt: skip
+def golden_vectors(qmodel: QuantizedModel, inputs: Inputs, layers=(), encoding: EncodeOptions | None = None) -> Golden:
+    """The golden vectors of the model's architecture; `encoding` gives the word size and layout of
+    packed binary data (default: 32-bit words, OIHW)."""
+    require_graph(qmodel.model, "golden")
     if qmodel.arch == "lenet":
         if layers:
             raise UsageError("--layer selects binary layers; the LeNet integer pass always gives every stage")
         return lenet_golden(qmodel, inputs)
     if qmodel.arch in BINARY_ARCHS:
-        return binary_golden(qmodel, inputs, layers)
+        return binary_golden(qmodel, inputs, layers, encoding or EncodeOptions())
     raise CannotHandle(f"{qmodel.model.source.name}: golden vectors exist for lenet (integer pass) and for the "
                        f"binary layers of {' and '.join(BINARY_ARCHS)}; {qmodel.arch} has neither")  # fmt: skip
 
@@ -34,23 +36,19 @@ def golden_vectors(qmodel: QuantizedModel, inputs: Inputs, layers=()) -> Golden:
 def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: int | None = None, layers=(),
            **plan_kw):  # fmt: skip
     """Library entry point: (output folder, Golden, QuantizedModel)."""
-    from ..export import find_default_model, load_model, options_text, plan_options_from, quantize
+    from ..encode.options import encode_options_from
+    from ..prepare import checkpoint_stem, find_default_model, prepare
 
     model_path = Path(model_path) if model_path else find_default_model()
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    model = load_model(model_path, plan_kw.get("arch"), needs_graph=True, command="golden")
-    opts = plan_options_from(**plan_kw)
-    text = options_text({**plan_kw, "format": fmt, "layer": tuple(layers)})
-    qmodel = quantize(model, opts, text)
+    encoding = encode_options_from(**plan_kw)
+    out = Path(output) if output else Path(checkpoint_stem(model_path) + "_golden")
+    prepared = prepare(model_path, command="golden", plan_kw=plan_kw, outputs=(out,), needs_graph=True,
+                       text_kw={**plan_kw, "format": fmt, "layer": tuple(layers)})  # fmt: skip
+    qmodel = prepared.quantized
     data = load_inputs(inputs, samples, qmodel.arch)
-    g = golden_vectors(qmodel, data, tuple(layers))
-    name = model_path.name
-    for suffix in (".pth.tar", ".pth", ".pt"):
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    out = Path(output) if output else Path(name + "_golden")
+    g = golden_vectors(qmodel, data, tuple(layers), encoding)
     write_golden(qmodel, g, out, fmt)
     return out, g, qmodel
 

@@ -4,11 +4,13 @@ manifest.json.  Deterministic: no timestamps, input files named by base name onl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from ..encode.files import file_stems, json_bytes, write_npy
+from ..encode.memory import memory_words, write_memory
+from ..encode.records import provenance_lines
 from ..errors import UsageError
 from ..model import QuantizedModel
 from .header import HEADER, c_array, header_names, header_text
@@ -21,9 +23,7 @@ MANIFEST = "manifest.json"
 
 
 def stage_stems(stages: list[Stage]) -> list[str]:
-    from ..writers.mem import file_stems
-
-    return file_stems([s.name for s in stages])
+    return file_stems([s.name for s in stages], plain=True)  # as `qexport mem` names its files
 
 
 def manifest(qmodel: QuantizedModel, g: Golden, files: list[str], fmt: str, extra: list[dict] | None) -> dict:
@@ -47,14 +47,12 @@ def manifest(qmodel: QuantizedModel, g: Golden, files: list[str], fmt: str, extr
 
 
 def _dump(path: Path, data: dict) -> None:
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=True, allow_nan=False)
-    with open(path, "w", encoding="ascii", newline="\n") as fh:
-        fh.write(text + "\n")
+    with open(path, "wb") as fh:
+        fh.write(json_bytes(data))
 
 
 def write_golden(qmodel: QuantizedModel, g: Golden, path, fmt: str = "npy") -> Path:
     from ..atomic import atomic_dir
-    from ..writers.npy import write_npy
 
     path = Path(path)
     if fmt not in FORMATS:
@@ -68,13 +66,10 @@ def write_golden(qmodel: QuantizedModel, g: Golden, path, fmt: str = "npy") -> P
                     write_npy(fh, np.ascontiguousarray(s.data))
             _dump(tmp / MANIFEST, manifest(qmodel, g, files, fmt, None))
         elif fmt == "mem":
-            from ..writers.common import provenance_lines
-            from ..writers.mem import layout_words, write_memory
-
             files, extra = [f"{stem}.mem" for stem in stems], []
             for s, f in zip(g.stages, files):
                 enc = stage_encoding(s)
-                words, geometry = layout_words(s.name, s.data, enc, None)
+                words, geometry = memory_words(s.name, s.data, enc, None)
                 info = {**geometry, "signed": enc["signed"], "encoding": enc["encoding"],
                         "word_order": f"C order (row-major) of shape {list(s.data.shape)} ({s.layout}); one "
                                       f"{'word' if enc['packed'] else 'element'} per address"}  # fmt: skip

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..encode.options import EncodeOptions
 from ..errors import CannotHandle
 from ..model import QuantizedModel
 from .stages import Stage
@@ -35,22 +36,18 @@ def _pair(v) -> tuple[int, int]:
     return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
 
 
-def popcount_layer(qmodel: QuantizedModel, name: str, x: np.ndarray) -> list[Stage]:
-    """Stages of one binary layer for captured (pre-binarization) input activations x."""
-    from ..quantize import intops, pack
+def popcount_layer(qmodel: QuantizedModel, name: str, x: np.ndarray, encoding: EncodeOptions) -> list[Stage]:
+    """Stages of one binary layer for captured (pre-binarization) input activations x, packed with
+    the word size and layout of `encoding` (as `cheader`/`mem` would pack the weights)."""
+    from ..encode import pack
+    from ..quantize import intops
 
-    opts = qmodel.plan.options
+    opts = encoding
     q = qmodel.quant_layer(name)
     layer = qmodel.model.layer(name)
-    t = qmodel.tensor(q.weight)
-    codes = pack.from_layout(t.data, t.layout if t.layout in pack.LAYOUTS else "oihw",
-                             qmodel.model.tensors[q.weight].shape)  # fmt: skip
-    try:
-        packed = qmodel.tensor(f"{q.weight}.packed").data
-        word_bits = int(qmodel.tensor(f"{q.weight}.packed").attrs["word_bits"])
-    except KeyError:
-        word_bits = opts.word_bits
-        packed, _ = pack.pack_binary(codes, word_bits, opts.layout)
+    codes = np.asarray(qmodel.tensor(q.weight).data)  # canonical: PyTorch (OIHW) order
+    word_bits = opts.word_bits
+    packed, _ = pack.pack_binary(codes, word_bits, opts.layout)
     n = int(np.prod(codes.shape[1:]))
     x_pm1 = np.where(x > 0, 1, -1).astype(np.int8)
     zeros = int(np.count_nonzero(x == 0))

@@ -1,11 +1,13 @@
 """The data the golden command builds and writes: named integer arrays (stages), their inputs, and a
-stage's memory-word encoding (here because both the .mem and the C header writers need it)."""
+stage's memory-word encoding (in qexport.encode.memory's terms; the .mem and C outputs use it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from ..encode.memory import integer_encoding, packed_encoding, pm1_encoding
 
 
 @dataclass
@@ -45,12 +47,10 @@ def stage_encoding(s: Stage) -> dict:
     """Memory-word encoding of a stage (the conventions of `qexport mem`)."""
     a = s.data
     if s.encoding == "pm1":
-        return {"element_bits": 1, "signed": False, "packed": False, "encoding": "1=+1,0=-1", "pm1": True}
+        return pm1_encoding()
     if s.encoding == "packed":
-        bits = a.dtype.itemsize * 8
-        return {"element_bits": bits, "signed": False, "packed": True, "encoding": "packed words, LSB-first, 1=+1"}
+        return packed_encoding(a.dtype.itemsize * 8, "packed words, LSB-first, 1=+1")
     if a.dtype == np.uint8:
-        return {"element_bits": 8, "signed": False, "packed": False, "encoding": "unsigned 8-bit"}
+        return integer_encoding(8, signed=False)
     lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
-    bits = 32 if -(1 << 31) <= lo and hi < (1 << 31) else 64
-    return {"element_bits": bits, "signed": True, "packed": False, "encoding": f"{bits}-bit two's complement"}
+    return integer_encoding(32 if -(1 << 31) <= lo and hi < (1 << 31) else 64, signed=True)  # narrowest

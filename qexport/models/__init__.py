@@ -1,5 +1,5 @@
 """The five documented architectures as torch modules, with exactly the state_dict key layout of
-SPEC §3 (checked by tests).
+README "Models and readers" (checked by tests).
 
 These modules compute with the weights they hold: quantized export loads *dequantized* weights into
 them (the ONNX writer and tests do this); they never re-binarize weights in `forward`.  Activation

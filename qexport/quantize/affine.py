@@ -1,40 +1,11 @@
-"""Unsigned affine quantization, SPEC §4 "Affine unsigned" (seed 002).
+"""Unsigned affine quantization (README "Numerics": affine unsigned; seed 002).
 
-`bits` b in 2..16, qmax = 2**b - 1; codes are uint8 for b <= 8, else uint16.  Per tensor, or per
-output channel (axis 0; the channel's min/max run over axes 1..).  dequantize: w ~ scale*(q - zp).
-
-zero_point="round" (default):
-    lo, hi     = min(w_min, 0), max(w_max, 0)        (0 is always representable)
-    scale      = (hi - lo) / qmax                      float64, stored as float32; a float32 scale
-                                                       that would be 0 or subnormal is raised to
-                                                       the smallest normal float32 (never / 0)
-    zero_point = clamp(rint(-lo / scale), 0, qmax)     int32
-    q          = clamp(rint(w / scale) + zero_point, 0, qmax)
-  computed in float64 with the float32 scale value; rint = round half to even.
-
-zero_point="truncate" reproduces seed 002's `quantize_tensor` code for code, in float32 as torch
-computes it: min/max of the raw tensor (0 not included); scale = (max - min) / qmax;
-initial_zero_point = 0 - min / scale, clamped to [0, qmax], then int() (truncation);
-q = rint(clamp(zero_point + w / scale, 0, qmax)).  Where that float32 scale is 0 for a
-non-constant tensor (range underflow: the original crashes in int(nan)) or inf (max - min
-overflows float32: the original returns all-zero codes with scale inf), the scale is computed as
-in "round" mode instead and the rest of the formula is kept.
-
-Constant tensor/channel (w_max == w_min == c), both modes: represented exactly instead of dividing
-by zero as the original does -- c == 0: scale 1, zp 0, q 0; c > 0: scale c, zp 0, q 1;
-c < 0: scale |c|, zp 1, q 0.  This overrides the smallest-normal floor (a subnormal constant keeps
-its own scale) and dequantizes bit-exactly to c.
-
-`saturated` counts elements whose rounded code before clamping lies outside 0..qmax.  In "round"
-mode that can happen by one step at the ends of the range (zero point and code are rounded
-separately, or the float32 scale rounded down); the error is still about scale/2.
-
-Speed: float32 input is processed in cache-sized blocks on a few threads (qexport.quantize.chunks),
-with exactly the arithmetic above (results are bit-identical to the whole-array formulas, which
-other dtypes still use).  Finiteness is checked through the per-row min/max (NaN and inf
-propagate into them), and since the unclamped code is a non-decreasing function of w, the codes of
-a row's min and max tell whether any code of that row needs clamping; only then are the codes
-clamped and the saturated ones counted.
+`affine_quantize` gives codes (uint8 for bits <= 8, else uint16), a float32 scale and an int32
+zero point, per tensor or per output channel (axis 0); `--zero-point truncate` reproduces seed
+002's `quantize_tensor` code for code.  The formulas, the constant-tensor rule and the
+saturation count are in the README; each function states what it computes.  float32 input is
+processed in blocks on a few threads (qexport.quantize.chunks), bit-identical to the
+whole-array formulas.
 """
 
 from __future__ import annotations
@@ -44,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import chunks
+from .channels import axis0
 
 ZERO_POINT_MODES = ("round", "truncate")
 _TINY = np.float32(np.finfo(np.float32).tiny)  # smallest normal float32
-_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -79,12 +50,6 @@ def _rows(w, per_channel: bool) -> np.ndarray:
         raise ValueError(f"need a tensor with at least one channel and element, got shape {w.shape}")
     w = w.astype(np.float32, copy=False)
     return w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
-
-
-def _per_channel(p: np.ndarray, ndim: int) -> np.ndarray:
-    """Per-channel (C,) parameters reshaped to broadcast on axis 0 of an ndim-D tensor."""
-    p = np.asarray(p)
-    return p.reshape(p.shape + (1,) * (ndim - 1)) if p.ndim == 1 and ndim >= 1 else p
 
 
 def _round_scale(lo64: np.ndarray, hi64: np.ndarray, qmax: int) -> np.ndarray:
@@ -240,7 +205,7 @@ def quantize_with(w, scale, zero_point, bits: int) -> np.ndarray:
         const = np.zeros(wmin.shape, bool)
         codes, _ = _fast_codes(rows, grid, wmin, wmax, s, z, const, qmax, "round", _code_dtype(bits))
         return codes.reshape(w.shape)
-    q, _ = _round_codes(w.astype(np.float32, copy=False), _per_channel(scale, w.ndim), _per_channel(zp, w.ndim), qmax)
+    q, _ = _round_codes(w.astype(np.float32, copy=False), axis0(scale, w.ndim), axis0(zp, w.ndim), qmax)
     return q.astype(_code_dtype(bits))
 
 
@@ -269,41 +234,3 @@ def affine_quantize(w, bits: int = 8, per_channel: bool = False, zero_point: str
     if not per_channel:
         scale, zp = scale.reshape(()), zp.reshape(())
     return AffineResult(codes=codes, scale=scale, zero_point=zp, saturated=saturated)
-
-
-def dequantize(codes, scale, zero_point) -> np.ndarray:
-    """float32 scale * (q - zero_point), per channel on axis 0 when the parameters are (C,).
-
-    Equal to the float32 product (computed exactly in float64, rounded once), except that a
-    result beyond the float32 range saturates to +-float32 max instead of becoming inf.
-    """
-    q = np.asarray(codes)
-    scale32, z_in = np.asarray(scale, dtype=np.float32), np.asarray(zero_point, dtype=np.int64)
-    if (q.dtype.kind == "i" or (q.dtype.kind == "u" and q.dtype.itemsize < 8)) and q.size and q.ndim \
-            and scale32.shape == z_in.shape and scale32.shape in ((), q.shape[:1]):
-        return _fast_dequantize(q, scale32, z_in)
-    s = _per_channel(scale32, q.ndim).astype(np.float64)
-    z = _per_channel(z_in, q.ndim)
-    out = s * (q.astype(np.int64) - z).astype(np.float64)
-    return np.clip(out, -_F32_MAX, _F32_MAX).astype(np.float32)
-
-
-def _fast_dequantize(q: np.ndarray, scale32: np.ndarray, zp: np.ndarray) -> np.ndarray:
-    """dequantize's formula block by block (integer codes with at least one axis)."""
-    rows = np.ascontiguousarray(q.reshape(q.shape[0], -1))
-    s64 = np.broadcast_to(scale32.astype(np.float64), rows.shape[:1])[:, None]
-    z = np.broadcast_to(zp, rows.shape[:1])[:, None]
-    out = np.empty(rows.shape, np.float32)
-    grid = chunks.Grid(*rows.shape)
-
-    def kernel(b):
-        r0, r1, c0, c1 = b
-        d = chunks.scratch((r1 - r0, c1 - c0), np.int64, slot=1)
-        np.subtract(rows[r0:r1, c0:c1], z[r0:r1], out=d, dtype=np.int64)
-        buf = chunks.scratch(d.shape, np.float64)
-        np.multiply(s64[r0:r1], d, out=buf, dtype=np.float64)
-        np.clip(buf, -_F32_MAX, _F32_MAX, out=buf)
-        out[r0:r1, c0:c1] = buf
-
-    grid.map(kernel)
-    return out.reshape(q.shape)

@@ -1,4 +1,4 @@
-"""Bias of the integer forward pass, SPEC §4 "Bias and the integer forward pass" (seed 002).
+"""Bias of the integer forward pass, README "Numerics": bias (seed 002).
 
 Input codes x stand for x / G (G = input gain, default 256) and the layer's effective scale is
 S_eff = m / 2**s, so the bias in accumulator units is

@@ -1,4 +1,4 @@
-"""Binary (sign) quantization, SPEC §4 "Binary" (seeds 000, 001, 003).
+"""Binary (sign) quantization, README "Numerics": binary (seeds 000, 001, 003).
 
     b = +1 where w > 0, -1 otherwise          (seed 000's deterministic rule)
     alpha_c = mean(|W_c|)                     (seed 001; optional per output channel)

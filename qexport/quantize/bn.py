@@ -1,4 +1,4 @@
-"""BatchNorm folding and BNN thresholds, SPEC §4 "BN folding" / "BNN thresholds".
+"""BatchNorm folding and BNN thresholds, README "Numerics": BN.
 
 BN(z) = (z - mean) / sigma * gamma + beta with sigma = sqrt(var + eps) (the module's own eps);
 gamma/beta None (BN with affine=False) mean 1/0.  All arithmetic is float64.

@@ -1,4 +1,4 @@
-"""int64 building blocks of seed 002's integer forward pass (SPEC §4), in numpy.
+"""int64 building blocks of seed 002's integer forward pass (README "Numerics": integer forward pass), in numpy.
 
 A layer computes acc = sum x * (w_q - Z) + b_q (int_conv2d / int_linear), then
 y = requantize(acc, m, s) = (acc * m) >> s with a 64-bit product and an arithmetic (floor) shift,

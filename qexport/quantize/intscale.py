@@ -1,4 +1,4 @@
-"""Integer approximation of a float scale, SPEC §4 "Integer scale" (seed 002: "0.0015 ~ 3 >> 11").
+"""Integer approximation of a float scale, README "Numerics": integer scale (seed 002: "0.0015 ~ 3 >> 11").
 
 For every positive finite S (any array shape) find integers (m, s) with
 

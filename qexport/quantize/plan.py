@@ -1,7 +1,7 @@
 """From an architecture's default plan and the CLI options to one LayerPlan per quantized layer.
 
 Rules (README "Plans"):
-- without options, the reader's default plan (SPEC §3) applies;
+- without options, the architecture's default plan (set on the Model by its reader) applies;
 - `--bits` sets the scheme of every layer the plan quantizes: 1 binary, 2 ternary, 3..16 affine;
 - `--only GLOB` replaces the set of quantized layers by the conv/linear layers matching GLOB;
 - `--keep-float GLOB` removes matching layers (it wins over --only);
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-from .. import registry
 from ..errors import UsageError
 from ..model import LayerPlan, Model, PlanOptions, QuantPlan
 
@@ -37,8 +36,6 @@ def _fresh(layer, scheme: str, bits: int) -> LayerPlan:
 def _validate(opts: PlanOptions) -> None:
     if opts.zero_point == "truncate" and opts.bits is not None and opts.bits < 3:
         raise UsageError("--zero-point truncate applies to affine plans (--bits 3..16), not to --bits 1 or 2")
-    if opts.layout not in ("oihw", "ohwi"):
-        raise UsageError(f"--layout must be oihw or ohwi, not {opts.layout!r}")
     for layer, (m, s) in opts.scale_shift.items():
         if not 1 <= m < (1 << 31) or not 0 <= s <= 31:
             raise UsageError(f"--scale-shift {layer}={m},{s}: need 1 <= m < 2^31 and 0 <= s <= 31")
@@ -55,7 +52,7 @@ def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
             raise UsageError(f"{model.source.name}: weights are already integer codes; {flags} would re-quantize them")
         return QuantPlan(tuple(LayerPlan(layer.name, "passthrough", 0) for layer in weighted), opts)
 
-    defaults = registry.load_reader(model.arch).default_plan(model) if model.arch in registry.reader_names() else {}
+    defaults = model.default_plan
     if opts.only:
         chosen = [layer for layer in weighted if any(fnmatchcase(layer.name, g) for g in opts.only)]
         if not chosen:

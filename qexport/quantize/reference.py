@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import PlanError
 from ..model import QuantizedModel
-from . import intops, pack
+from . import intops
+from .channels import axis0
 
 LENET_STAGES = ("c1", "s2", "c3", "s4", "c5", "f6", "output")
 
@@ -32,12 +33,9 @@ def _layer_arrays(qmodel: QuantizedModel, name: str):
                         f"(--keep-float/--only); quantize every layer") from None
     if ql.scheme != "affine":
         raise PlanError(f"layer {name}: the integer LeNet pass needs an affine plan (got {ql.scheme}); use --bits 3..16")
-    t = qmodel.tensor(ql.weight)
-    codes = t.data
-    if t.layout == "ohwi":
-        codes = pack.from_layout(codes, "ohwi", (codes.shape[0], codes.shape[3], codes.shape[1], codes.shape[2]))
+    codes = qmodel.tensor(ql.weight).data  # canonical: PyTorch (OIHW) order
     z = np.asarray(ql.params["zero_point"], np.int64)
-    w = codes.astype(np.int64) - (z.reshape((-1,) + (1,) * (codes.ndim - 1)) if z.ndim else z)
+    w = codes.astype(np.int64) - axis0(z, codes.ndim)
     b = qmodel.tensor(ql.bias).data.astype(np.int64) if ql.bias else np.zeros(codes.shape[0], np.int64)
     m = np.asarray(ql.params["multiplier"], np.int64)
     s = np.asarray(ql.params["shift"], np.int64)

@@ -1,4 +1,4 @@
-"""Ternary quantization, SPEC §4 "Ternary" (seed 001, Ternary Weight Networks).
+"""Ternary quantization, README "Numerics": ternary (seed 001, Ternary Weight Networks).
 
 Per output channel c (axis 0; the mean runs over axes 1.., i.e. rows of a linear layer):
 

@@ -33,7 +33,7 @@ def read_model(path: str | os.PathLike, arch: str | None = None) -> Model:
         detection = reader.detect(ckpt.state)
         if not detection.matches:
             raise ArchMismatchError(f"{path}: does not fit --arch {arch}: {detection.explain()}")
-        return reader.build(ckpt, detection)
+        return _built(reader, ckpt, detection)
 
     detections = detect_all(ckpt.state)
     claims = [(n, d) for n, d in detections if d.matches]
@@ -42,15 +42,25 @@ def read_model(path: str | os.PathLike, arch: str | None = None) -> Model:
         raise QexportError(f"{path}: several readers claim this checkpoint ({names}); choose one with --arch")
     if claims:
         name, detection = claims[0]
-        return registry.load_reader(name).build(ckpt, detection)
+        return _built(registry.load_reader(name), ckpt, detection)
     generic = registry.load_reader("generic")
-    model = generic.build(ckpt, generic.detect(ckpt.state))
+    model = _built(generic, ckpt, generic.detect(ckpt.state))
     if detections:
         name, best = detections[0]
         if best.score > 0.5:
             note = f"not a documented architecture; closest is {name} ({best.explain(3)}); using the generic reader"
             model = _with_note(model, note)
     return model
+
+
+def _built(reader, ckpt, detection) -> Model:
+    """The reader's Model, carrying its architecture's default plan (the plan stage reads it there)."""
+    from dataclasses import replace
+
+    from ..model import frozen_map
+
+    model = reader.build(ckpt, detection)
+    return replace(model, default_plan=frozen_map(reader.default_plan(model)))
 
 
 def _with_note(model: Model, note: str) -> Model:

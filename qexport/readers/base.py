@@ -44,7 +44,6 @@ class ReaderPlugin:
     detect: Callable[[Mapping[str, np.ndarray]], Detection]
     build: Callable[..., Model]
     default_plan: Callable[[Model], dict[str, LayerPlan]]
-    has_graph: bool = True
 
 
 def compare_keys(arch: str, state: Mapping[str, np.ndarray], expected: Mapping[str, tuple], config) -> Detection:
@@ -115,7 +114,7 @@ def layers_from_module(arch: str, config: Mapping[str, Any], state: Mapping[str,
 
 def build_model(arch: str, checkpoint, detection: Detection, annotate) -> Model:
     """A documented-architecture Model from a checkpoint whose keys matched."""
-    from .integer_codes import classify_integer_weights
+    from ..integer_weights import classify_integer_weights
 
     state = checkpoint.state
     layers = layers_from_module(arch, detection.config, state, annotate)

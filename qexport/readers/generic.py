@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..model import Layer, Model, frozen_map
 from .base import Detection, ReaderPlugin
-from .integer_codes import classify_integer_weights
+from ..integer_weights import classify_integer_weights
 
 ARCH = "generic"
 
@@ -36,4 +36,4 @@ def default_plan(model):
     return {}  # nothing is quantized unless the user asks (--bits)
 
 
-READER = ReaderPlugin(ARCH, "any state_dict (no layer graph)", detect, build, default_plan, has_graph=False)
+READER = ReaderPlugin(ARCH, "any state_dict (no layer graph)", detect, build, default_plan)

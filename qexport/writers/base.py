@@ -1,6 +1,7 @@
 """What a writer plugin is.
 
-A writer turns a QuantizedModel into files.  It must write through `qexport.atomic` (no partial
+A writer turns an EncodedModel (qexport.encode.arrange: the quantized arrays in the layout and
+packing asked for) into files; it serialises, and never quantizes.  It must write through `qexport.atomic` (no partial
 output, never clobber a good file), produce byte-identical output for the same input and options,
 never embed timestamps or absolute paths, and never loop in Python over tensor elements.
 """

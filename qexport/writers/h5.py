@@ -31,9 +31,10 @@ import numpy as np
 from .. import __version__
 from ..atomic import atomic_file
 from ..errors import DependencyMissing, OutputError
-from ..model import ExportTensor, QuantizedModel
+from ..encode.arrange import EncodedModel
+from ..encode.records import layer_facts, param_items
+from ..model import ExportTensor
 from .base import WriterPlugin
-from .common import param_items
 
 GZIP_LEVEL = 4
 _BAD = re.compile(r"[^A-Za-z0-9_+-]")
@@ -95,7 +96,7 @@ class Layout:
         return leaf
 
 
-def tensor_paths(qmodel: QuantizedModel, layout: Layout | None = None) -> list[str]:
+def tensor_paths(qmodel: EncodedModel, layout: Layout | None = None) -> list[str]:
     """The dataset path of every tensor, in order (e.g. 'features/0/weight')."""
     layout = layout or Layout()
     paths = []
@@ -161,7 +162,7 @@ def _tensor_attrs(t: ExportTensor) -> list[tuple[str, object]]:
     return items
 
 
-def write(qmodel: QuantizedModel, path, compress: bool = False) -> Path:
+def write(qmodel: EncodedModel, path, compress: bool = False) -> Path:
     try:
         import h5py
     except ImportError as exc:  # pragma: no cover - h5py is a dependency
@@ -182,7 +183,7 @@ def write(qmodel: QuantizedModel, path, compress: bool = False) -> Path:
                 for key, value in prov.items():
                     f.attrs[key] = value
                 f.attrs["qexport_version"] = __version__
-                f.attrs["conv_layout"] = qmodel.plan.options.layout
+                f.attrs["conv_layout"] = qmodel.encoding.layout
                 for t, p in zip(qmodel.tensors, paths):
                     group_path, leaf = p.rpartition("/")[::2]
                     ds = _dataset(_ensure(h5py, f, group_path), leaf, t.data, compress)
@@ -203,9 +204,7 @@ def write(qmodel: QuantizedModel, path, compress: bool = False) -> Path:
                         items.append(("weight", "/" + weight_path))
                     if q.bias and q.bias in path_of:
                         items.append(("bias", "/" + path_of[q.bias]))
-                    for key in ("folded_bn", "threshold_rule"):
-                        if key in q.attrs:
-                            items.append((key, str(q.attrs[key])))
+                    items.extend(layer_facts(q))
                     for key, value in param_items(q):
                         if value.ndim == 0:
                             items.append((key, value[()]))

@@ -33,10 +33,12 @@ import numpy as np
 from .. import __version__
 from ..atomic import atomic_dir, atomic_file
 from ..errors import OutputError
-from ..model import ExportTensor, QuantizedModel, QuantLayer
-from ..names import comment_text, file_stem, matlab_identifier, unique
+from ..encode.arrange import EncodedModel
+from ..encode.files import file_stems
+from ..encode.records import layer_facts, param_items
+from ..model import ExportTensor, QuantLayer
+from ..names import comment_text, matlab_identifier, unique
 from .base import WriterPlugin
-from .common import param_items
 
 RESERVED = ("qexport_names", "qexport_layers", "qexport_tensors", "qexport_provenance", "qexport_conv_order")
 HEADER_TEXT = f"MATLAB 5.0 MAT-file, Platform: any, Created by: qexport {__version__} (no timestamp)"
@@ -65,17 +67,17 @@ def _check_array(name: str, a: np.ndarray, path: Path) -> np.ndarray:
     return a
 
 
-def arrange(t: ExportTensor, matlab_order: bool) -> tuple[np.ndarray, str]:
+def matlab_array(t: ExportTensor, matlab_order: bool) -> tuple[np.ndarray, str]:
     """The array as written and its layout name: conv weights permuted to HWIO with --matlab-order."""
     if matlab_order and t.data.ndim == 4 and t.layout in TO_HWIO:
         return np.ascontiguousarray(np.transpose(t.data, TO_HWIO[t.layout])), "hwio"
     return t.data, t.layout
 
 
-def conv_order(qmodel: QuantizedModel, matlab_order: bool) -> str:
+def conv_order(qmodel: EncodedModel, matlab_order: bool) -> str:
     if matlab_order:
         return "HWIO"
-    return qmodel.plan.options.layout.upper()
+    return qmodel.encoding.layout.upper()
 
 
 def _meta_value(value):
@@ -103,13 +105,13 @@ def _fields(items: list[tuple[str, object]]) -> dict:
     return {k: v for k, (_, v) in zip(keys, items)}
 
 
-def variable_names(qmodel: QuantizedModel) -> list[str]:
+def variable_names(qmodel: EncodedModel) -> list[str]:
     """MATLAB variable name of each tensor, in order (the reserved qexport_* names are never used)."""
     names = unique(list(RESERVED) + [t.name for t in qmodel.tensors], matlab_identifier, maxlen=63)
     return names[len(RESERVED):]
 
 
-def layer_fields(qmodel: QuantizedModel) -> list[str]:
+def layer_fields(qmodel: EncodedModel) -> list[str]:
     return unique([q.name for q in qmodel.layers], matlab_identifier, maxlen=63)
 
 
@@ -125,9 +127,7 @@ def _layer_struct(q: QuantLayer, var_of: dict[str, str]) -> dict:
         ("bias", var_of.get(q.bias, "") if q.bias else ""),
         ("bias_name", _text(q.bias or "")),
     ]
-    for key in ("folded_bn", "threshold_rule"):
-        if key in q.attrs:
-            items.append((key, _text(q.attrs[key])))
+    items.extend((key, _text(text)) for key, text in layer_facts(q))
     items.extend((key, value) for key, value in param_items(q))
     return _fields(items)
 
@@ -147,7 +147,7 @@ def _tensor_struct(t: ExportTensor, data: np.ndarray, layout: str) -> dict:
     return _fields(items)
 
 
-def provenance_struct(qmodel: QuantizedModel, order: str) -> dict:
+def provenance_struct(qmodel: EncodedModel, order: str) -> dict:
     prov = qmodel.provenance()
     items = [(k, _text(v)) for k, v in prov.items()]
     items.append(("qexport_version", __version__))
@@ -156,7 +156,7 @@ def provenance_struct(qmodel: QuantizedModel, order: str) -> dict:
     return _fields(items)
 
 
-def build_variables(qmodel: QuantizedModel, path: Path, matlab_order: bool) -> dict:
+def build_variables(qmodel: EncodedModel, path: Path, matlab_order: bool) -> dict:
     """Every variable of the single-file output, in the order written."""
     var_names = variable_names(qmodel)
     var_of = {t.name: v for t, v in zip(qmodel.tensors, var_names)}
@@ -175,7 +175,7 @@ def build_variables(qmodel: QuantizedModel, path: Path, matlab_order: bool) -> d
     tensors_meta: dict = {}
     arrays: dict = {}
     for t, v in zip(qmodel.tensors, var_names):
-        data, layout = arrange(t, matlab_order)
+        data, layout = matlab_array(t, matlab_order)
         arrays[v] = _check_array(t.name, data, path)
         tensors_meta[v] = _tensor_struct(t, data, layout)
 
@@ -205,29 +205,29 @@ def _savemat(fh, mdict: dict, compress: bool, path: Path) -> None:
     fh.seek(end)
 
 
-def write_single(qmodel: QuantizedModel, path: Path, compress: bool, matlab_order: bool) -> None:
+def write_single(qmodel: EncodedModel, path: Path, compress: bool, matlab_order: bool) -> None:
     mdict = build_variables(qmodel, path, matlab_order)
     with atomic_file(path, "wb") as fh:
         _savemat(fh, mdict, compress, path)
 
 
-def split_items(qmodel: QuantizedModel, matlab_order: bool):
+def split_items(qmodel: EncodedModel, matlab_order: bool):
     """(original name, kind, array, layout, ExportTensor | None) of every file --split writes: each
     tensor, then every layer parameter as `<layer>.<key>` (scalars as 1-by-1)."""
     for t in qmodel.tensors:
-        data, layout = arrange(t, matlab_order)
+        data, layout = matlab_array(t, matlab_order)
         yield t.name, "tensor", data, layout, t
     for q in qmodel.layers:
         for key, value in param_items(q):
             yield f"{q.name}.{key}", "param", value, "scalar" if value.ndim == 0 else "c", None
 
 
-def split_file_stems(qmodel: QuantizedModel) -> list[str]:
+def split_file_stems(qmodel: EncodedModel) -> list[str]:
     names = [item[0] for item in split_items(qmodel, False)]
-    return unique([SPLIT_INDEX.removesuffix(".txt")] + names, file_stem, maxlen=200)[1:]
+    return file_stems(names, (SPLIT_INDEX.removesuffix(".txt"),))
 
 
-def write_split(qmodel: QuantizedModel, path: Path, compress: bool, matlab_order: bool) -> None:
+def write_split(qmodel: EncodedModel, path: Path, compress: bool, matlab_order: bool) -> None:
     items = list(split_items(qmodel, matlab_order))
     stems = split_file_stems(qmodel)
     order = conv_order(qmodel, matlab_order)
@@ -252,7 +252,7 @@ def split_folder(path: Path) -> Path:
     return path.with_name(path.stem + "_mat") if path.suffix.lower() == ".mat" else path
 
 
-def write(qmodel: QuantizedModel, path, split: bool = False, matlab_order: bool = False,
+def write(qmodel: EncodedModel, path, split: bool = False, matlab_order: bool = False,
           compress: bool = False) -> Path:  # fmt: skip
     """Write the .mat file (or the --split folder); returns the path actually written."""
     path = Path(path)

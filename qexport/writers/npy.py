@@ -14,7 +14,6 @@ date (1980-01-01), so the bytes depend only on the input and options.
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
@@ -23,10 +22,11 @@ import numpy as np
 
 from ..atomic import atomic_dir, atomic_file
 from ..errors import OutputError, UsageError
-from ..model import QuantizedModel
-from ..names import file_stem, unique
+from ..encode.arrange import EncodedModel
+from ..encode.files import file_stems, json_bytes, write_npy
+from ..encode.jsonvalue import json_value
+from ..encode.records import iter_arrays, layer_facts, param_items
 from .base import WriterPlugin
-from .common import iter_arrays, param_items
 
 MANIFEST = "manifest.json"
 FORMAT = "qexport-npy"
@@ -35,24 +35,11 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip member can carry
 ZIP_LEVEL = 6  # --compress: deflate level, fixed so that the bytes are reproducible
 
 
-def file_stems(qmodel: QuantizedModel) -> list[str]:
-    names = [name for name, _, _ in iter_arrays(qmodel)]
-    return unique(["manifest"] + names, file_stem, maxlen=200)[1:]
+def array_stems(qmodel: EncodedModel) -> list[str]:
+    return file_stems([name for name, _, _ in iter_arrays(qmodel)])
 
 
-def _json_attr(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return [_json_attr(v) for v in value]
-    if isinstance(value, (str, int, float, bool, list)) or value is None:
-        return value
-    return str(value)
-
-
-def manifest(qmodel: QuantizedModel, stems: list[str]) -> dict:
+def manifest(qmodel: EncodedModel, stems: list[str]) -> dict:
     arrays = list(iter_arrays(qmodel))
     file_of = {(kind, name): f"{stem}.npy" for (name, _, kind), stem in zip(arrays, stems)}
     entries = []
@@ -61,7 +48,7 @@ def manifest(qmodel: QuantizedModel, stems: list[str]) -> dict:
         if kind == "tensor":
             t = qmodel.tensor(name)
             entry.update(scheme=t.scheme, role=t.role, layout=t.layout, layer=t.layer,
-                         attrs={str(k): _json_attr(v) for k, v in t.attrs.items()})  # fmt: skip
+                         attrs={str(k): json_value(v) for k, v in t.attrs.items()})  # fmt: skip
         entries.append(entry)
     layers = []
     for q in qmodel.layers:
@@ -75,9 +62,7 @@ def manifest(qmodel: QuantizedModel, stems: list[str]) -> dict:
         layer = {"name": q.name, "kind": q.kind, "scheme": q.scheme, "bits": q.bits, "per_channel": q.per_channel,
                  "weight": q.weight, "weight_file": file_of.get(("tensor", q.weight)),
                  "bias": q.bias, "bias_file": file_of.get(("tensor", q.bias)), "params": params}  # fmt: skip
-        for key in ("folded_bn", "threshold_rule"):
-            if key in q.attrs:
-                layer[key] = _json_attr(q.attrs[key])
+        layer.update(layer_facts(q))
         layers.append(layer)
     return {
         "format": FORMAT,
@@ -88,20 +73,8 @@ def manifest(qmodel: QuantizedModel, stems: list[str]) -> dict:
     }
 
 
-def manifest_bytes(qmodel: QuantizedModel, stems: list[str]) -> bytes:
-    text = json.dumps(manifest(qmodel, stems), indent=2, sort_keys=True, ensure_ascii=True, allow_nan=False)
-    return (text + "\n").encode("ascii")
-
-
-def write_npy(fh, a: np.ndarray) -> None:
-    """`a` (C order) in the .npy format to the open file `fh`: the bytes numpy.save writes.
-
-    numpy.lib.format.write_array writes the data to a real file with ndarray.tofile, whose error
-    for a failed write has no errno ("48000 requested and 3968 written" on a full disk); written
-    through fh.write, the OSError keeps it and the user is told the disk is full."""
-    a = np.asarray(a, order="C")
-    np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(a))
-    fh.write(memoryview(a.reshape(-1)).cast("B"))
+def manifest_bytes(qmodel: EncodedModel, stems: list[str]) -> bytes:
+    return json_bytes(manifest(qmodel, stems))
 
 
 def _write_array(fh, name: str, a: np.ndarray, path: Path) -> None:
@@ -111,8 +84,8 @@ def _write_array(fh, name: str, a: np.ndarray, path: Path) -> None:
     write_npy(fh, a)
 
 
-def write_folder(qmodel: QuantizedModel, path: Path) -> None:
-    stems = file_stems(qmodel)
+def write_folder(qmodel: EncodedModel, path: Path) -> None:
+    stems = array_stems(qmodel)
     with atomic_dir(path) as tmp:
         for (name, a, _), stem in zip(iter_arrays(qmodel), stems):
             with open(tmp / f"{stem}.npy", "wb") as fh:  # inside the folder atomic_dir swaps in
@@ -133,8 +106,8 @@ def _member(name: str, compress: bool) -> zipfile.ZipInfo:
     return info
 
 
-def write_npz(qmodel: QuantizedModel, path: Path, compress: bool) -> None:
-    stems = file_stems(qmodel)
+def write_npz(qmodel: EncodedModel, path: Path, compress: bool) -> None:
+    stems = array_stems(qmodel)
     with atomic_file(path, "wb") as fh:
         mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
         with zipfile.ZipFile(fh, "w", compression=mode, allowZip64=True) as zf:
@@ -155,7 +128,7 @@ def npz_path(path: Path) -> Path:
     return path.with_name(path.name + ".npz")
 
 
-def write(qmodel: QuantizedModel, path, npz: bool = False, compress: bool = False) -> Path:
+def write(qmodel: EncodedModel, path, npz: bool = False, compress: bool = False) -> Path:
     """Write the folder (or the .npz with `npz`); returns the path actually written."""
     path = Path(path)
     if compress and not npz:

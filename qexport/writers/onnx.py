@@ -29,10 +29,7 @@ uint16, which DequantizeLinear accepts from opset 21: the graph is then converte
 
 from __future__ import annotations
 
-import io
 import json
-import math
-import warnings
 from pathlib import Path
 
 import click
@@ -40,86 +37,19 @@ import numpy as np
 
 from .. import __version__
 from ..atomic import atomic_file
+from ..encode.arrange import EncodedModel
+from ..encode.jsonvalue import json_value
+from ..encode.records import layer_record
 from ..errors import CannotHandle, DependencyMissing, UsageError
-from ..model import QuantizedModel, QuantLayer
+from ..model import QuantizedModel
 from .base import WriterPlugin
-from .common import layer_summary
+from .onnx_module import INPUT_NAME, build_module, input_shape, torch_export
 
 DEFAULT_OPSET = 17
 UINT16_OPSET = 21  # DequantizeLinear on uint16 codes
 MIN_OPSET, MAX_OPSET = 13, 21
 TORCH_MAX_OPSET = 20  # the TorchScript exporter of torch 2.x
 IR_VERSION = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
-INPUT_NAME, OUTPUT_NAME = "input", "output"
-EXPORT_BATCH = 1  # batch size of the dummy tensor traced by the exporter (the batch axis is dynamic)
-
-
-# --------------------------------------------------------------------------------------------------
-# What the graph computes with: dequantized values and integer initializers (pure numpy)
-# --------------------------------------------------------------------------------------------------
-
-
-def _oihw(data: np.ndarray, layout: str) -> np.ndarray:
-    """A weight in PyTorch/ONNX order: ohwi (0, 2, 3, 1) is transposed back; codes are unchanged."""
-    return np.ascontiguousarray(data.transpose(0, 3, 1, 2) if layout == "ohwi" and data.ndim == 4 else data)
-
-
-def _axis0(v: np.ndarray, ndim: int) -> np.ndarray:
-    """A per-tensor (0-d) or per-channel ((C,)) parameter broadcast along axis 0 of an ndim array."""
-    v = np.asarray(v)
-    return v.reshape((-1,) + (1,) * (ndim - 1)) if v.ndim == 1 else v
-
-
-def bias_scale(q: QuantLayer) -> np.ndarray:
-    """float32 step of an affine int32 bias: b = b_q * (m / 2^s) / G (SPEC §4)."""
-    m = np.asarray(q.params["multiplier"], np.float64)
-    s = np.asarray(q.params["shift"], np.float64)
-    g = float(np.asarray(q.params["input_gain"]))
-    return np.asarray(m / np.exp2(s) / g, np.float32)
-
-
-class _Quantized:
-    """One integer initializer and the DequantizeLinear parameters that give its float value."""
-
-    def __init__(self, codes: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, what: str):
-        self.codes, self.scale, self.zero_point, self.what = codes, scale, zero_point, what
-
-    def dequantized(self) -> np.ndarray:
-        """Exactly what DequantizeLinear computes: float32(x - zp) * scale, one rounding."""
-        diff = self.codes.astype(np.int64) - _axis0(self.zero_point, self.codes.ndim).astype(np.int64)
-        return diff.astype(np.float32) * _axis0(self.scale, self.codes.ndim).astype(np.float32)
-
-
-def quantized_weight(qmodel: QuantizedModel, q: QuantLayer) -> _Quantized:
-    t = qmodel.tensor(q.weight)
-    codes = _oihw(np.asarray(t.data), t.layout)
-    if q.scheme == "affine":
-        dtype = np.uint8 if codes.dtype.itemsize == 1 else np.uint16
-        zp = np.asarray(q.params["zero_point"])
-        scale = np.asarray(q.params["scale"], np.float32)
-        what = f"affine {q.bits}-bit unsigned, {'per-channel (axis 0)' if scale.ndim else 'per-tensor'}"
-        return _Quantized(codes.astype(dtype), scale, zp.astype(dtype), what)
-    if q.scheme in ("binary", "ternary"):
-        alpha = q.params.get("alpha")
-        if alpha is None:  # binary without alpha: the codes are the weights
-            scale = np.asarray(1.0, np.float32)
-            what = f"{q.scheme} {{-1,+1}}, no alpha (scale 1)"
-        else:
-            scale = np.asarray(alpha, np.float32)
-            what = f"{q.scheme} codes times alpha, {'per-channel (axis 0)' if scale.ndim else 'per-tensor'}"
-        return _Quantized(codes.astype(np.int8), scale, np.zeros(scale.shape, np.int8), what)
-    raise CannotHandle(f"layer {q.name}: scheme {q.scheme!r} has no ONNX representation")
-
-
-def quantized_bias(qmodel: QuantizedModel, q: QuantLayer) -> _Quantized | None:
-    if q.scheme != "affine" or not q.bias:
-        return None
-    t = qmodel.tensor(q.bias)
-    if t.scheme != "int32":
-        return None
-    scale = bias_scale(q)
-    return _Quantized(np.asarray(t.data, np.int32), scale, np.zeros(scale.shape, np.int32),
-                      "int32 bias b_q * (m/2^s) / input_gain")  # fmt: skip
 
 
 def _check_supported(qmodel: QuantizedModel) -> None:
@@ -127,10 +57,6 @@ def _check_supported(qmodel: QuantizedModel) -> None:
 
     model = qmodel.model
     src = model.source.name
-    if not model.has_graph:
-        raise CannotHandle(f"{src}: `qexport onnx` needs the layer graph of a documented architecture, and this "
-                           f"checkpoint was read by the generic reader; use `qexport npy` or `qexport h5` for its "
-                           f"tensors, or --arch to force an architecture")  # fmt: skip
     if model.arch not in BUILDERS:
         raise CannotHandle(f"{src}: architecture {model.arch!r} has no torch module in qexport.models, so no ONNX "
                            f"graph can be built; use `qexport npy` or `qexport h5`")  # fmt: skip
@@ -154,152 +80,14 @@ def choose_opset(qmodel: QuantizedModel, opset: int | None) -> int:
     return opset
 
 
-# --------------------------------------------------------------------------------------------------
-# torch side
-# --------------------------------------------------------------------------------------------------
-
-
-def _threshold_module_class():
-    import torch
-    from torch import nn
-
-    class BnnThreshold(nn.Module):
-        """BN + sign of a binary layer as integer thresholds: +1 where (flip ? acc <= tau : acc >= tau),
-        else -1 (never 0).  acc is the layer's float output without bias, an exact integer."""
-
-        def __init__(self, threshold: np.ndarray, flip: np.ndarray, ndim: int):
-            super().__init__()
-            shape = (-1,) + (1,) * (ndim - 2)
-            self.register_buffer("threshold", torch.from_numpy(threshold.astype(np.float32).reshape(shape)))
-            self.register_buffer("flip", torch.from_numpy(flip.astype(bool).reshape(shape)))
-
-        def forward(self, x):
-            # And/Or rather than Where: onnxruntime has no Where kernel for bool operands
-            plus = (self.flip & (x <= self.threshold)) | (~self.flip & (x >= self.threshold))
-            return torch.where(plus, 1.0, -1.0)
-
-    return BnnThreshold
-
-
-def build_module(qmodel: QuantizedModel):
-    """qexport's torch module for the architecture, computing with the dequantized weights.
-
-    Returns (module, replacements): per quantized layer, (kind, initializer name, layer, payload) for
-    each initializer that post_process turns into integers + DequantizeLinear (or Cast).
-    """
-    import torch
-    from torch import nn
-
-    from ..models import build
-
-    model = qmodel.model
-    module = build(model.arch, dict(model.config))
-    threshold_cls = None
-    values: dict[str, np.ndarray] = {}
-    for t in qmodel.tensors:  # kept-float tensors, in PyTorch order
-        if t.scheme == "float":
-            values[t.name] = _oihw(np.asarray(t.data), t.layout)
-        elif t.role not in ("packed",) and t.scheme not in ("affine", "binary", "ternary", "int32"):
-            values[t.name] = np.asarray(t.data)
-    replacements = []  # (kind, initializer name, layer, payload)
-    for q in qmodel.layers:
-        w = quantized_weight(qmodel, q)
-        values[q.weight] = w.dequantized()
-        replacements.append(("dequantize", q.weight, q, w))
-        b = quantized_bias(qmodel, q)
-        conv = module.get_submodule(q.name)
-        bn = q.attrs.get("folded_bn")  # BN folded into the conv (affine) or into thresholds (binary)
-        if b is not None:
-            values[q.bias] = b.dequantized()
-            replacements.append(("dequantize", q.bias, q, b))
-            if getattr(conv, "bias", None) is None:
-                conv.bias = nn.Parameter(torch.zeros(b.codes.shape[0]))
-        if bn and "threshold" in q.params:
-            threshold_cls = threshold_cls or _threshold_module_class()
-            ndim = 4 if isinstance(module.get_submodule(bn), nn.BatchNorm2d) else 2
-            tau, flip = np.asarray(q.params["threshold"]), np.asarray(q.params["flip"])
-            module.set_submodule(bn, threshold_cls(tau, flip, ndim))
-            conv.bias = None  # the bias is inside the thresholds
-            replacements.append(("threshold", f"{bn}.threshold", q, np.asarray(q.params["threshold"], np.int32)))
-            replacements.append(("flip", f"{bn}.flip", q, np.asarray(q.params["flip"], np.uint8)))
-        elif bn:
-            module.set_submodule(bn, nn.Identity())
-    threshold_modules = {name.rsplit(".", 1)[0] for kind, name, _, _ in replacements if kind == "threshold"}
-    state = {}
-    for key, ref in module.state_dict().items():
-        if key.rsplit(".", 1)[0] in threshold_modules:  # the threshold module's own buffers
-            state[key] = ref
-            continue
-        if key not in values:
-            if key.endswith("num_batches_tracked"):
-                state[key] = torch.zeros((), dtype=torch.long)
-                continue
-            raise CannotHandle(f"{model.source.name}: tensor {key!r} of the {model.arch} graph is missing from the "
-                               f"export; cannot build the ONNX graph")  # fmt: skip
-        arr = values[key]
-        if tuple(arr.shape) != tuple(ref.shape):
-            raise CannotHandle(f"{model.source.name}: tensor {key!r} has shape {tuple(arr.shape)}, the {model.arch} "
-                               f"graph needs {tuple(ref.shape)}")  # fmt: skip
-        state[key] = torch.from_numpy(np.ascontiguousarray(arr).astype(_np_dtype(ref.dtype), copy=True))
-    module.load_state_dict(state, strict=True)
-    return module.eval(), replacements
-
-
-def _np_dtype(torch_dtype):
-    import torch
-
-    return {torch.float32: np.float32, torch.int64: np.int64, torch.bool: np.bool_}.get(torch_dtype, np.float32)
-
-
-def input_shape(qmodel: QuantizedModel) -> tuple[int, ...]:
-    from ..models import INPUT_SHAPES
-
-    c, h, w = INPUT_SHAPES[qmodel.model.arch]
-    c = int(qmodel.model.config.get("input_channel", c))
-    return (c, h, w)
-
-
-def torch_export(module, shape: tuple[int, ...], opset: int) -> bytes:
-    import torch
-
-    dummy = torch.zeros((EXPORT_BATCH,) + tuple(shape), dtype=torch.float32)
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(module, (dummy,), buf, dynamo=False, export_params=True, opset_version=opset,
-                              do_constant_folding=False, training=torch.onnx.TrainingMode.EVAL,
-                              keep_initializers_as_inputs=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - any exporter failure is reported as one line
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise CannotHandle(f"torch.onnx.export failed: {first}") from exc
-    return buf.getvalue()
-
-
-# --------------------------------------------------------------------------------------------------
-# onnx side
-# --------------------------------------------------------------------------------------------------
-
-
 def _text(s: str) -> str:
     """Any str as valid UTF-8 for protobuf (file names may carry undecodable bytes)."""
     return str(s).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _json_safe(v):
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, dict):
-        return {k: _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    return v
-
-
 def metadata(qmodel: QuantizedModel) -> list[tuple[str, str]]:
     prov = qmodel.provenance()
-    plan = [_json_safe(layer_summary(q)) for q in qmodel.layers]
+    plan = [json_value(layer_record(q)) for q in qmodel.layers]
     c, h, w = input_shape(qmodel)
     return [
         ("qexport.generator", _text(prov["generator"])),
@@ -307,8 +95,7 @@ def metadata(qmodel: QuantizedModel) -> list[tuple[str, str]]:
         ("qexport.source", _text(prov["source"])),
         ("qexport.source_sha256", prov["source_sha256"]),
         ("qexport.arch", prov["arch"]),
-        ("qexport.config", json.dumps(_json_safe({k: (list(v) if isinstance(v, tuple) else v)
-                                                   for k, v in qmodel.model.config.items()}), sort_keys=True)),
+        ("qexport.config", json.dumps(json_value(dict(qmodel.model.config)), sort_keys=True)),
         ("qexport.options", _text(prov["options"])),
         ("qexport.plan", _text(json.dumps(plan, sort_keys=True, separators=(",", ":")))),
         ("qexport.input", f"{INPUT_NAME}: float32 [batch, {c}, {h}, {w}] (NCHW)"),
@@ -435,8 +222,8 @@ def to_onnx(qmodel: QuantizedModel, opset: int | None = None):
     return proto
 
 
-def write(qmodel: QuantizedModel, path: Path, opset: int | None = None) -> None:
-    proto = to_onnx(qmodel, opset)
+def write(encoded: EncodedModel, path: Path, opset: int | None = None) -> None:
+    proto = to_onnx(encoded.quantized, opset)  # the graph computes with the canonical arrays
     data = proto.SerializeToString(deterministic=True)
     with atomic_file(path, "wb") as fh:
         fh.write(data)

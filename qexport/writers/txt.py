@@ -23,10 +23,13 @@ import numpy as np
 
 from ..atomic import atomic_dir
 from ..errors import OutputError
-from ..model import QuantizedModel, QuantLayer
-from ..names import comment_text, file_stem, unique
+from ..encode.arrange import EncodedModel
+from ..encode.files import file_stems
+from ..encode.jsonvalue import json_value
+from ..encode.records import iter_arrays, layer_facts, param_items
+from ..model import QuantLayer
+from ..names import comment_text
 from .base import WriterPlugin
-from .common import iter_arrays, param_items
 
 QUANT_FILE = "quant.txt"
 INDEX_FILE = "index.txt"
@@ -99,30 +102,13 @@ def format_scalar(value: np.ndarray, hex_: bool = False) -> str:
     return number_format(v.dtype, hex_) % v.tolist()[0]
 
 
-def _json_value(value: np.ndarray):
-    return value.item() if value.ndim == 0 else [v for v in value.tolist()]
-
-
-def _json_attr(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, (str, int, float, bool, list)) or value is None:
-        return value
-    return str(value)
-
-
-def file_stems(qmodel: QuantizedModel) -> list[str]:
+def array_stems(qmodel: EncodedModel) -> list[str]:
     """The file stem of every array iter_arrays yields (unique, case-insensitively, and never
     quant/index)."""
-    names = [name for name, _, _ in iter_arrays(qmodel)]
-    return unique(list(RESERVED_STEMS) + names, file_stem, maxlen=200)[len(RESERVED_STEMS):]
+    return file_stems([name for name, _, _ in iter_arrays(qmodel)], RESERVED_STEMS)
 
 
-def _layers_by_array(qmodel: QuantizedModel) -> dict[tuple[str, str], tuple[QuantLayer, str]]:
+def _layers_by_array(qmodel: EncodedModel) -> dict[tuple[str, str], tuple[QuantLayer, str]]:
     """(kind, array name) -> (quantized layer, key): a layer's weight ('weight') and per-channel params."""
     out: dict[tuple[str, str], tuple[QuantLayer, str]] = {}
     for q in qmodel.layers:
@@ -134,7 +120,7 @@ def _layers_by_array(qmodel: QuantizedModel) -> dict[tuple[str, str], tuple[Quan
     return out
 
 
-def header(name: str, a: np.ndarray, kind: str, qmodel: QuantizedModel, per_row: bool, hex_: bool,
+def header(name: str, a: np.ndarray, kind: str, qmodel: EncodedModel, per_row: bool, hex_: bool,
            owner: tuple[QuantLayer, str] | None, stem_of: dict[tuple[str, str], str]) -> str:  # fmt: skip
     """The `#` line: one JSON object, ASCII only (names are JSON-escaped, so lossless)."""
     info: dict = {"name": name, "shape": list(a.shape), "dtype": str(a.dtype)}
@@ -144,7 +130,7 @@ def header(name: str, a: np.ndarray, kind: str, qmodel: QuantizedModel, per_row:
         if t.layer:
             info["layer"] = t.layer
         if t.attrs:
-            info["attrs"] = {str(k): _json_attr(v) for k, v in t.attrs.items()}
+            info["attrs"] = {str(k): json_value(v) for k, v in t.attrs.items()}
     else:
         q, key = owner
         info.update(scheme=q.scheme, role="param", layout="c", layer=q.name, param=key)
@@ -169,7 +155,7 @@ def header(name: str, a: np.ndarray, kind: str, qmodel: QuantizedModel, per_row:
     return "# " + json.dumps(info, ensure_ascii=True, allow_nan=False) + "\n"
 
 
-def quant_text(qmodel: QuantizedModel, stem_of: dict[tuple[str, str], str]) -> str:
+def quant_text(qmodel: EncodedModel, stem_of: dict[tuple[str, str], str]) -> str:
     """quant.txt: every parameter of every quantized layer, always in decimal."""
     lines = ["# qexport quantization parameters: one block per quantized layer, blocks separated by a blank line.",
              "# `key = value` lines describe the layer; `key:dtype = v` and `key:dtype[C] = v0 v1 ...` are its",
@@ -188,9 +174,8 @@ def quant_text(qmodel: QuantizedModel, stem_of: dict[tuple[str, str], str]) -> s
                 lines.append(f"{role} = {json.dumps(name)}")
                 if ("tensor", name) in stem_of:
                     lines.append(f"{role}.file = {stem_of[('tensor', name)]}.txt")
-        for key in ("folded_bn", "threshold_rule"):
-            if key in q.attrs:
-                lines.append(f"{key} = {json.dumps(str(q.attrs[key]))}")
+        for key, text in layer_facts(q):
+            lines.append(f"{key} = {json.dumps(text)}")
         for key, value in param_items(q):
             if value.ndim == 0:
                 lines.append(f"{key}:{value.dtype} = {format_scalar(value)}")
@@ -201,11 +186,11 @@ def quant_text(qmodel: QuantizedModel, stem_of: dict[tuple[str, str], str]) -> s
     return "\n".join(lines) + "\n"
 
 
-def write(qmodel: QuantizedModel, path, per_row: bool = False, hex: bool = False) -> Path:  # noqa: A002
+def write(qmodel: EncodedModel, path, per_row: bool = False, hex: bool = False) -> Path:  # noqa: A002
     """Write the folder; `hex` is the --hex flag (named like the option so the provenance says --hex)."""
     path, hex_ = Path(path), bool(hex)
     arrays = list(iter_arrays(qmodel))
-    stems = file_stems(qmodel)
+    stems = array_stems(qmodel)
     stem_of = {(kind, name): stem for (name, _, kind), stem in zip(arrays, stems)}
     owners = _layers_by_array(qmodel)
     index = ["# qexport txt export: one file per array (a `#` JSON header line, then every value).",

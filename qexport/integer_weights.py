@@ -7,7 +7,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import InputError
+from .errors import InputError
 
 CODE_MIN, CODE_MAX = -(1 << 15), (1 << 16) - 1  # widest codes qexport itself writes: 16 bits
 

@@ -1,4 +1,4 @@
-"""Layouts and bit packing, SPEC §5, and the popcount dot products they serve (seed 000).
+"""Layouts and bit packing (README "Bit packing"), and the popcount dot products they serve.
 
 Layout: "oihw" is PyTorch's order (identity); "ohwi" (CMSIS-NN / TFLite / LCE) transposes a 4-D
 tensor with (0, 2, 3, 1); tensors of other ranks are the same in both layouts.
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import chunks
+from ..quantize import chunks
 
 LAYOUTS = ("oihw", "ohwi")
 TERNARY_MODES = ("planes", "codes", "base3")

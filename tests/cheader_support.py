@@ -139,6 +139,31 @@ def dump_header(header_path: Path, extra_sources: tuple[Path, ...] = ()) -> tupl
     return arrays, macros, text
 
 
+# the stages tests/c/lenet_int.c prints, in its order (its header comment)
+C_LENET_STAGES = ("c1", "s2", "c3", "s4", "c5", "f6", "output")
+
+
+def run_lenet_c(header: Path, images: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Build tests/c/lenet_int.c (C99, gcc) on `header` (from `qexport cheader`), run it on uint8
+    images (N, 28, 28); returns {stage: (N, values)} and the predictions it printed."""
+    folder = header.parent
+    exe = folder / "lenet_int"
+    compile_c([*GCC, "-O2", "-I", str(folder), f'-DQEXPORT_HEADER="{header.name}"', str(C_DIR / "lenet_int.c"),
+               "-o", str(exe)], folder)  # fmt: skip
+    res = subprocess.run([str(exe)], input=np.ascontiguousarray(images, dtype=np.uint8).tobytes(),
+                         capture_output=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    stages: dict[str, list] = {s: [] for s in C_LENET_STAGES}
+    preds = []
+    for line in res.stdout.decode("ascii").splitlines():
+        name, *values = line.split()
+        if name == "pred":
+            preds.append(int(values[0]))
+        else:
+            stages[name].append(np.array(values, dtype=np.int64))
+    return {k: np.stack(v) for k, v in stages.items()}, np.array(preds)
+
+
 def same_values(got: np.ndarray, expected: np.ndarray) -> bool:
     """Exact equality including the dtype and, for floats, every bit (-0.0 vs 0.0)."""
     expected = np.asarray(expected).reshape(-1)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from cheader_support import (ARM, C_DIR, EXPECTED_CTYPE, GCC, GXX, compile_c, declared_arrays, dump_header,
-                             ident, keep_all_source, same_values, section_sizes, use_none_source)  # fmt: skip
+                             ident, keep_all_source, run_lenet_c, same_values, section_sizes, use_none_source)  # fmt: skip
 from conftest import LENET, digits_test_split, run_cli
 from qexport.export import export, load_model, plan_options_from, quantize
 from qexport.model import (ExportTensor, Model, PlanOptions, QuantizedModel, QuantLayer, QuantPlan, Source,
@@ -148,25 +148,6 @@ def full_check(header: Path, q: QuantizedModel, prefix: str, **compile_kw) -> No
 
 # ---------------------------------------------------------------------------------------------
 # the README's main path, through the real CLI, and the C integer LeNet
-
-
-def run_lenet_c(header: Path, images: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    folder = header.parent
-    exe = folder / "lenet_int"
-    compile_c([*GCC, "-O2", "-I", str(folder), f'-DQEXPORT_HEADER="{header.name}"', str(C_DIR / "lenet_int.c"),
-               "-o", str(exe)], folder)  # fmt: skip
-    res = subprocess.run([str(exe)], input=np.ascontiguousarray(images, dtype=np.uint8).tobytes(),
-                         capture_output=True, timeout=600)  # fmt: skip
-    assert res.returncode == 0, res.stderr
-    stages: dict[str, list] = {s: [] for s in LENET_STAGES}
-    preds = []
-    for line in res.stdout.decode("ascii").splitlines():
-        name, *values = line.split()
-        if name == "pred":
-            preds.append(int(values[0]))
-        else:
-            stages[name].append(np.array(values, dtype=np.int64))
-    return {k: np.stack(v) for k, v in stages.items()}, np.array(preds)
 
 
 def test_readme_command_and_c_lenet_match_python_bit_for_bit(tmp_path):

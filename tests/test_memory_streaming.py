@@ -2,8 +2,10 @@
 the bytes and values of the whole-array formulas they replace, also when they split the work:
 
 - the C header is streamed into the output file block by block (`grid_blocks` over the CHUNK-sized
-  parts of `value_parts`), never built whole: the file equals `render()`, and the layout equals a
-  one-shot transcription over `value_matrix(...)`;
+  parts of `value_parts`), never built whole: the layout equals a one-shot transcription over
+  `value_matrix(...)`, and the streamed file holds what the README's C header format says, read back
+  by a transcription of that format (regexes over the text) and by gcc (a program printing every
+  array), compared with the values the test put in;
 - BatchNorm folding runs in blocks of output channels: equal, bit for bit, to the float64
   whole-array product rounded once to float32, and an overflow in any block is still refused.
 
@@ -11,11 +13,17 @@ Block sizes are shrunk here so that small arrays cross many block boundaries."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
+from cheader_support import dump_header, same_values
 from qexport.errors import OutputError, PlanError
 from qexport.model import ExportTensor, Model, PlanOptions, QuantizedModel, QuantLayer, QuantPlan, Source, frozen_map
+from qexport.encode import c_literals
+from qexport.encode.arrange import arrange
+from qexport.encode.options import EncodeOptions
 from qexport.quantize import bn
 from qexport.writers import cheader
 
@@ -23,7 +31,7 @@ from qexport.writers import cheader
 def one_shot_grid(values: np.ndarray, line_width: int, hex_: bool = False) -> bytes:
     """The layout grid_blocks must reproduce: every literal padded to the array's widest one,
     `per_line` items per line, the last line short."""
-    cells = cheader.value_matrix(values, "x", hex_)
+    cells = c_literals.value_matrix(values, "x", hex_)
     n, w = cells.shape
     item = w + 2
     per_line = max(1, (line_width - 2) // item)
@@ -34,8 +42,8 @@ def one_shot_grid(values: np.ndarray, line_width: int, hex_: bool = False) -> by
 @pytest.mark.parametrize("dtype", ["int8", "uint8", "int32", "uint32", "float32"])
 @pytest.mark.parametrize("n", [1, 18, 19, 20, 997, 5003])
 def test_streamed_grid_equals_one_shot_layout(monkeypatch, dtype, n):
-    monkeypatch.setattr(cheader, "CHUNK", 101)  # many parts of different literal widths
-    monkeypatch.setattr(cheader, "GRID_LINES", 3)  # many blocks per part
+    monkeypatch.setattr(c_literals, "CHUNK", 101)  # many parts of different literal widths
+    monkeypatch.setattr(c_literals, "GRID_LINES", 3)  # many blocks per part
     rng = np.random.default_rng(n)
     if dtype == "float32":
         values = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, n)).astype(np.float32)
@@ -44,15 +52,16 @@ def test_streamed_grid_equals_one_shot_layout(monkeypatch, dtype, n):
         values = rng.integers(info.min, info.max, n, dtype=dtype, endpoint=True)
         values[: n // 7] = 0  # a first part of narrow literals, padded to the wider ones after it
     for line_width, hex_ in ((100, False), (40, dtype.startswith("u")), (4096, False)):
-        parts = cheader.value_parts(values, "x", hex_)
-        streamed = b"".join(cheader.grid_blocks(parts, line_width))
+        parts = c_literals.value_parts(values, "x", hex_)
+        streamed = b"".join(c_literals.grid_blocks(parts, line_width))
         assert streamed == one_shot_grid(values, line_width, hex_)
 
 
-def small_qmodel() -> QuantizedModel:
+def small_qmodel():
     rng = np.random.default_rng(0)
     codes = rng.integers(0, 256, (7, 5, 3, 3), dtype=np.uint8)
     bias = rng.integers(-(2**31), 2**31, 7, dtype=np.int64).astype(np.int32)
+    bias[3] = -(2**31)  # INT32_MIN, which has no plain C literal
     floats = rng.standard_normal(301).astype(np.float32)
     tensors = (ExportTensor("conv.weight", codes, "conv", "weight", "affine", "oihw"),
                ExportTensor("conv.bias", bias, "conv", "bias", "int32", "c"),
@@ -63,31 +72,109 @@ def small_qmodel() -> QuantizedModel:
                                    "shift": np.asarray(17, np.int32)}))  # fmt: skip
     model = Model("generic", frozen_map({t.name: t.data for t in tensors}), (), Source("m.pth", "0" * 64, 1),
                   has_graph=False)  # fmt: skip
-    return QuantizedModel(model, QuantPlan((), PlanOptions()), tensors, (layer,), options_text="--bits 8")
+    return arrange(QuantizedModel(model, QuantPlan((), PlanOptions()), tensors, (layer,), options_text="--bits 8"),
+                   EncodeOptions())
+
+
+# The documented C header format (README "C headers"), transcribed here independently of the writer:
+# one flat array per tensor `<prefix>_<tensor>` and per per-channel parameter `<prefix>_<layer>_<param>`
+# (prefix = the architecture, "generic" here), of the exact C type, `[<MACRO>_COUNT]`, with
+# `QEXPORT_ALIGN(n) QEXPORT_SECTION` (n = max(--align 4, element size)), initialised by lines of
+# fixed-width columns no wider than --line-width; `static const` in the single header, `extern const`
+# declarations + `const` definitions in the .c with --split-source; per-tensor parameters as macros.
+ARRAY_DEF_RE = re.compile(r"^(static const|const) (\w+) (\w+)\[(\w+)\] QEXPORT_ALIGN\((\d+)\) QEXPORT_SECTION = \{\n"
+                          r"(.*?)^\};$", re.M | re.S)  # fmt: skip
+EXTERN_RE = re.compile(r"^extern const (\w+) (\w+)\[(\w+)\];$", re.M)
+CTYPE = {"uint8": "uint8_t", "int32": "int32_t", "float32": "float"}  # the test's own table
+
+
+def expected_arrays(q: QuantizedModel) -> dict[str, np.ndarray]:
+    """name -> flat values, from the arrays small_qmodel() built (not from the writer)."""
+    tensors = {t.name: t.data for t in q.tensors}
+    params = q.layers[0].params
+    return {"generic_conv_weight": tensors["conv.weight"].reshape(-1),
+            "generic_conv_bias": tensors["conv.bias"],
+            "generic_bn_running_mean": tensors["bn.running_mean"],
+            "generic_conv_scale": np.asarray(params["scale"]),
+            "generic_conv_zero_point": np.asarray(params["zero_point"])}  # fmt: skip
+
+
+def parse_literal(token: str, dtype: np.dtype):
+    """One C literal of the header as a Python number (the forms C99 accepts for these types)."""
+    token = token.strip()
+    if dtype.kind == "f":
+        assert token.endswith("f") and re.fullmatch(r"-?\d+(\.\d*)?(e[-+]\d+)?f", token), token
+        return np.float32(float(token[:-1]))
+    if token == "(-2147483647 - 1)":
+        return -(2**31)
+    assert re.fullmatch(r"-?\d+U?", token), token
+    return int(token.rstrip("U"))
+
+
+def check_grid(body: str, count: int, line_width: int) -> list[str]:
+    """The initializer's layout: lines of two spaces then items " <literal>," of one fixed width,
+    as many per line as fit in line_width, the last line possibly shorter. Returns the literals."""
+    lines = body.split("\n")
+    assert lines[-1] == "" and all(line.startswith("   ") for line in lines[:-1])
+    lines = lines[:-1]
+    items = [re.findall(r" [^,]*,", line[2:]) for line in lines]
+    assert all("".join(it) == line[2:] for it, line in zip(items, lines))  # nothing but items
+    widths = {len(i) for it in items for i in it}
+    assert len(widths) == 1, widths  # fixed-width columns
+    item = widths.pop()
+    per_line = max(1, (line_width - 2) // item)  # as many as fit in line_width
+    assert all(len(it) == per_line for it in items[:-1]) and 1 <= len(items[-1]) <= per_line
+    literals = [i[1:-1] for it in items for i in it]
+    assert len(literals) == count and all(lit.strip() and lit == lit.rstrip() for lit in literals)  # right-aligned
+    return literals
 
 
 @pytest.mark.parametrize("split", [False, True])
-def test_streamed_header_file_equals_render(monkeypatch, tmp_path, split):
-    monkeypatch.setattr(cheader, "CHUNK", 50)
-    monkeypatch.setattr(cheader, "GRID_LINES", 2)
+def test_streamed_header_holds_the_documented_arrays(monkeypatch, tmp_path, split):
+    """The header streamed in many small blocks (CHUNK 50 elements, GRID_LINES 2) against the
+    documented format: every array parsed from the text (layout and literals) and, independently,
+    printed back by a gcc-compiled program, equals the values small_qmodel() put in."""
+    monkeypatch.setattr(c_literals, "CHUNK", 50)
+    monkeypatch.setattr(c_literals, "GRID_LINES", 2)
     q = small_qmodel()
-    header, source = cheader.render(q, "model.h", split=split, line_width=60)
-    cheader.write(q, tmp_path / "model.h", split_source=split, line_width=60)
-    assert (tmp_path / "model.h").read_bytes() == header
-    if split:
-        assert (tmp_path / "model.c").read_bytes() == source
-        assert source.startswith(b"/*\n * model.c: generated by qexport") and b'#include "model.h"' in source
-        assert b"const uint8_t" in source and b"const uint8_t" not in header.split(b"extern const uint8_t")[0]
-    else:
-        assert source is None and b"static const uint8_t" in header
+    want = expected_arrays(q)
+    header = tmp_path / "model.h"
+    cheader.write(q, header, split_source=split, line_width=60)
     assert sorted(p.name for p in tmp_path.iterdir()) == (["model.c", "model.h"] if split else ["model.h"])
+    text = header.read_text(encoding="ascii")
+    defs_text = (tmp_path / "model.c").read_text(encoding="ascii") if split else text
+    defs = ARRAY_DEF_RE.findall(defs_text)
+    assert sorted(d[2] for d in defs) == sorted(want)
+    for storage, ctype, name, count_macro, align, body in defs:
+        values = want[name]
+        assert storage == ("const" if split else "static const")
+        assert ctype == CTYPE[values.dtype.name] and count_macro == name.upper() + "_COUNT"
+        assert int(align) == max(4, values.dtype.itemsize)
+        assert f"#define {count_macro} {values.size}\n" in text
+        literals = check_grid(body, values.size, 60)
+        parsed = np.array([parse_literal(t, values.dtype) for t in literals], dtype=values.dtype)
+        assert parsed.tobytes() == values.tobytes(), name
+    if split:
+        assert sorted(EXTERN_RE.findall(text)) == sorted((c, n, m) for _, c, n, m, _, _ in defs)
+        assert "static const" not in text and " = {" not in text
+        assert defs_text.startswith("/*\n * model.c: generated by qexport") and '#include "model.h"' in defs_text
+    else:
+        assert not EXTERN_RE.findall(text)
+    assert "#define GENERIC_CONV_SHIFT 17\n" in text  # the per-tensor parameter, as a macro
+    # the compiler as the second, independent reader of the same files
+    arrays, macros, _ = dump_header(header, (tmp_path / "model.c",) if split else ())
+    assert sorted(arrays) == sorted(want)
+    for name, values in want.items():
+        assert same_values(arrays[name], values), name
+    assert macros["GENERIC_CONV_SHIFT"] == "17" and macros["GENERIC_CONV_WEIGHT_COUNT"] == "315"
 
 
 def test_streamed_header_error_leaves_no_file(tmp_path):
     q = small_qmodel()
     # A last tensor no C type can hold: the error comes after the first arrays were streamed out.
     odd = ExportTensor("odd", np.ones(3, np.complex64), None, "other", "float", "c")
-    bad = QuantizedModel(q.model, q.plan, q.tensors + (odd,), q.layers, options_text="--bits 8")
+    bad = arrange(QuantizedModel(q.model, q.plan, q.tensors + (odd,), q.layers, options_text="--bits 8"),
+                  EncodeOptions())
     (tmp_path / "model.h").write_bytes(b"previous good output\n")
     with pytest.raises(OutputError, match="has no C type"):
         cheader.write(bad, tmp_path / "model.h")

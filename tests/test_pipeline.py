@@ -16,6 +16,7 @@ from qexport.encode import pack
 from qexport.encode.arrange import arrange
 from qexport.encode.options import encode_options_from
 from qexport.quantize.reference import lenet_forward_int
+from references import seed002_quantize_tensor  # seed 002's torch code, shared with test_quant_affine.py
 
 
 def q(path, **kw):
@@ -64,27 +65,6 @@ def test_lenet_integer_pass_matches_dequantized_float_model():
         ref = model(torch.from_numpy(x[:64]).float().unsqueeze(1) / 256).numpy() * 256
     out = lenet_forward_int(qm, x[:64])["output"]
     assert np.max(np.abs(out - ref)) < 0.05 * np.max(np.abs(ref))
-
-
-def seed002_quantize_tensor(x, num_bits=8):
-    """Seed 002's quantize_tensor, transcribed verbatim (torch)."""
-    qmin = 0.0
-    qmax = 2.0**num_bits - 1.0
-    min_val, max_val = x.min(), x.max()
-    scale = (max_val - min_val) / (qmax - qmin)
-    initial_zero_point = qmin - min_val / scale
-    zero_point = 0
-    if initial_zero_point < qmin:
-        zero_point = qmin
-    elif initial_zero_point > qmax:
-        zero_point = qmax
-    else:
-        zero_point = initial_zero_point
-    zero_point = int(zero_point)
-    q_x = zero_point + x / scale
-    q_x.clamp_(qmin, qmax).round_()
-    q_x = q_x.round().int()
-    return q_x, scale, zero_point
 
 
 def test_seed002_truncate_mode_reproduces_original_codes():

@@ -1,5 +1,6 @@
 """qexport.quantize.affine against independent references: a scalar per-channel transcription of
-the "round" formula, and a torch transcription of seed 002's `quantize_tensor` for "truncate"."""
+the "round" formula, and a torch transcription of seed 002's `quantize_tensor` for "truncate"
+(tests/references.py, shared with tests/test_pipeline.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from hypothesis.extra import numpy as hnp
 
 from qexport.quantize.affine import affine_params, affine_quantize, quantize_with
 from qexport.quantize.dequantize import dequantize
+from references import seed002_quantize_tensor  # seed 002's torch code, shared with test_pipeline.py
 
 F32_MAX = float(np.finfo(np.float32).max)
 TINY = float(np.finfo(np.float32).tiny)  # smallest normal float32
@@ -59,27 +61,6 @@ def ref_round_channel(values: np.ndarray, bits: int):
         scale = TINY
     zp = min(max(round(-lo / scale), 0), qmax)
     return np.float32(scale), zp, [min(max(round(v / scale) + zp, 0), qmax) for v in vals]
-
-
-def seed002_quantize_tensor(x, num_bits=8):
-    """Copied from seed 002 (net_quant.py), unchanged apart from indentation."""
-    qmin = 0.
-    qmax = 2.**num_bits - 1.
-    min_val, max_val = x.min(), x.max()
-    scale = (max_val - min_val) / (qmax - qmin)
-    initial_zero_point = qmin - min_val / scale
-    zero_point = 0
-    if initial_zero_point < qmin:
-        zero_point = qmin
-    elif initial_zero_point > qmax:
-        zero_point = qmax
-    else:
-        zero_point = initial_zero_point
-    zero_point = int(zero_point)
-    q_x = zero_point + x / scale
-    q_x.clamp_(qmin, qmax).round_()
-    q_x = q_x.round().int()
-    return q_x, scale, zero_point
 
 
 def rows_of(w, per_channel):

@@ -6,6 +6,11 @@ chunked (one expression over the whole tensor, float64 intermediates).  Every fa
 exactly their results -- codes, scales, zero points, deltas, alphas, counts, packed words, error
 statistics, including dtypes and shapes -- on many shapes, with tiny blocks (so that rows are cut
 into many blocks and numpy's pairwise summation tree is rebuilt from pieces) and several threads.
+
+Ternarization is checked against the per-channel float64 (fsum) transcription of the TWN rule shared with
+tests/test_quant_ternary.py (tests/references.py: check_ternary; not a copy of
+qexport/quantize/ternary.py), and, for the chunking itself, bit for bit against the same call with
+one whole-row block on one thread (the result must not depend on the block size or thread count).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from qexport.encode import pack
 from qexport.quantize import affine, binary, chunks, ternary
 from qexport.quantize.dequantize import dequantize
 from qexport.quantize.metrics import error_stats
+from references import check_ternary
 
 F32_MAX = float(np.finfo(np.float32).max)
 TINY = np.float32(np.finfo(np.float32).tiny)
@@ -93,21 +99,6 @@ def ref_binary_alpha(w):
     return np.abs(w.reshape(w.shape[0], -1).astype(np.float64)).mean(axis=1).astype(np.float32)
 
 
-def ref_ternarize(w, per_channel, ratio):
-    rows = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
-    mag = np.abs(rows)
-    mag64 = mag.astype(np.float64)
-    delta = (ratio * mag64.mean(axis=1)).astype(np.float32)
-    kept = mag > delta[:, None]
-    count = kept.sum(axis=1)
-    total = np.where(kept, mag64, 0.0).sum(axis=1)
-    alpha = np.where(count > 0, total / np.maximum(count, 1), 0.0).astype(np.float32)
-    codes = np.where(kept, np.sign(rows), 0).astype(np.int8).reshape(w.shape)
-    if not per_channel:
-        delta, alpha = delta.reshape(()), alpha.reshape(())
-    return codes, delta, alpha, int((count == 0).sum())
-
-
 def ref_pack_binary(codes, word_bits, layout):
     flat = np.ascontiguousarray(pack.to_layout(codes, layout)).reshape(codes.shape[0], -1)
     o, n = flat.shape
@@ -128,6 +119,17 @@ def ref_error_stats(w, deq):
     if signal == 0.0:
         return float("-inf"), max_err
     return float(10.0 * np.log10(signal / noise)), max_err
+
+
+def whole_block_ternarize(w, per_channel, ratio):
+    """The same call with blocks larger than any row and one thread: no row is cut."""
+    with chunks.configured(chunk=max(1, w.size), threads=1):
+        return ternary.ternarize(w, per_channel, ratio)
+
+
+def assert_same_ternary(a, b) -> None:
+    assert same(a.codes, b.codes) and same(a.delta, b.delta) and same(a.alpha, b.alpha)
+    assert a.empty_channels == b.empty_channels
 
 
 def same(a, b) -> bool:
@@ -198,9 +200,8 @@ def test_fast_paths_equal_the_straightforward_formulas(case):
         for per_channel in (True, False):
             for ratio in (0.7, 0.0, 1.0):
                 res = ternary.ternarize(w, per_channel, ratio)
-                codes, delta, alpha, empty = ref_ternarize(w, per_channel, ratio)
-                assert same(res.codes, codes) and same(res.delta, delta) and same(res.alpha, alpha)
-                assert res.empty_channels == empty
+                check_ternary(w, per_channel, ratio, res)
+                assert_same_ternary(res, whole_block_ternarize(w, per_channel, ratio))
         b = binary.binarize(w)
         for word_bits in (8, 32, 64):
             for layout in ("oihw", "ohwi"):
@@ -230,8 +231,8 @@ def test_fast_paths_on_arbitrary_values(w, chunk, threads, bits, per_channel, mo
         assert same(dequantize(res.codes, res.scale, res.zero_point), ref_dequantize(codes, scale, zp))
         assert same(binary.binarize(w), ref_binarize(w)) and same(binary.binary_alpha(w), ref_binary_alpha(w))
         t = ternary.ternarize(w, per_channel)
-        r = ref_ternarize(w, per_channel, 0.7)
-        assert same(t.codes, r[0]) and same(t.delta, r[1]) and same(t.alpha, r[2]) and t.empty_channels == r[3]
+        check_ternary(w, per_channel, 0.7, t)
+        assert_same_ternary(t, whole_block_ternarize(w, per_channel, 0.7))
 
 
 def test_saturation_and_clamping_are_exercised():
@@ -305,10 +306,11 @@ def test_default_block_size_and_threads_on_big_tensors():
         for got in out:
             a, ac, t, tt, alpha, b = got
             assert same(a.codes, ref_affine(w, 8, False, "round")[0]) and same(ac.codes, ref_affine(w, 8, True, "round")[0])
-            for res, pc in ((t, True), (tt, False)):
-                codes, delta, al, empty = ref_ternarize(w, pc, 0.7)
-                assert same(res.codes, codes) and same(res.delta, delta) and same(res.alpha, al)
             assert same(alpha, ref_binary_alpha(w)) and same(b, ref_binarize(w))
+        for res, pc in ((out[0][2], True), (out[0][3], False)):
+            check_ternary(w, pc, 0.7, res)  # the transcription once ...
+        assert_same_ternary(out[0][2], out[1][2])  # ... and 4 threads give what 1 gives
+        assert_same_ternary(out[0][3], out[1][3])
 
 
 def test_non_contiguous_and_other_dtypes_use_the_same_formulas():
@@ -322,7 +324,7 @@ def test_non_contiguous_and_other_dtypes_use_the_same_formulas():
             assert same(res.codes, ref_affine(w32, 8, True, "round")[0])
             assert same(binary.binarize(w), ref_binarize(w32))
             t = ternary.ternarize(w)
-            assert same(t.codes, ref_ternarize(w32, True, 0.7)[0]) and same(t.alpha, ref_ternarize(w32, True, 0.7)[2])
+            check_ternary(w32, True, 0.7, t)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])

@@ -1,8 +1,7 @@
-"""qexport.quantize.ternary against a per-channel scalar transcription of the TWN rule."""
+"""qexport.quantize.ternary against a per-channel float64 transcription of the TWN rule
+(tests/references.py: ternary_channel / check_ternary, shared with tests/test_quant_fastpath.py)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from qexport.quantize.ternary import TernaryResult, ternarize
+from references import check_ternary
 
 F32_MAX = float(np.finfo(np.float32).max)
 SPECIAL = [0.0, -0.0, 1e-45, -1e-45, 1e-40, -1e-40, 3e38, -3e38, F32_MAX, -F32_MAX, 1.0, -1.0, 0.7]
@@ -28,45 +28,12 @@ TENSORS = st.one_of(
 )
 
 
-def ref_channel(values, ratio):
-    """TWN rule for one channel, scalar Python (float64) arithmetic, strict comparison."""
-    vals = [float(v) for v in np.asarray(values).reshape(-1)]
-    delta = float(np.float32(ratio * math.fsum(abs(v) for v in vals) / len(vals)))
-    codes = [(1 if v > 0 else -1) if abs(v) > delta else 0 for v in vals]
-    kept = [abs(v) for v in vals if abs(v) > delta]
-    alpha = math.fsum(kept) / len(kept) if kept else 0.0
-    return delta, codes, alpha, not kept
-
-
 @settings(max_examples=300, deadline=None)
 @given(TENSORS, st.booleans(), st.sampled_from([0.7, 0.7, 0.5, 0.0, 1.0]))
 def test_matches_per_channel_reference(w, per_channel, ratio):
     res = ternarize(w, per_channel=per_channel, ratio=ratio)
     assert isinstance(res, TernaryResult)
-    assert res.codes.dtype == np.int8 and res.codes.shape == w.shape
-    shape_p = (w.shape[0],) if per_channel else ()
-    assert res.delta.shape == shape_p and res.alpha.shape == shape_p
-    assert res.delta.dtype == np.float32 and res.alpha.dtype == np.float32
-    assert np.isfinite(res.alpha).all() and (res.alpha >= 0).all() and np.isfinite(res.delta).all()
-    rows = [w[c] for c in range(w.shape[0])] if per_channel else [w]
-    codes = res.codes if per_channel else res.codes[None]
-    deltas, alphas = np.atleast_1d(res.delta), np.atleast_1d(res.alpha)
-    empty = 0
-    for c, row in enumerate(rows):
-        delta, ref_codes, alpha, is_empty = ref_channel(row, ratio)
-        empty += is_empty
-        # delta: the float64 mean may differ from fsum's in the last bits before the float32 rounding
-        assert abs(float(deltas[c]) - delta) <= abs(delta) * 2.0**-22
-        if deltas[c] == np.float32(delta):
-            assert np.atleast_1d(codes[c]).reshape(-1).tolist() == ref_codes
-            assert abs(float(alphas[c]) - alpha) <= alpha * 2.0**-22 + 1e-45
-        # codes must always be consistent with the exported float32 delta
-        mag = np.abs(row.astype(np.float64))
-        assert np.array_equal(codes[c] != 0, mag > float(deltas[c]))
-        assert np.array_equal(codes[c][codes[c] != 0], np.sign(row[codes[c] != 0]).astype(np.int8))
-        assert (alphas[c] == 0) == (not (codes[c] != 0).any())
-    if all(np.atleast_1d(res.delta) == np.array([np.float32(ref_channel(r, ratio)[0]) for r in rows])):
-        assert res.empty_channels == empty
+    check_ternary(w, per_channel, ratio, res)  # tests/references.py: transcription, channel by channel
 
 
 def test_known_channel():

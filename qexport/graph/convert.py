@@ -55,11 +55,11 @@ class _Converter:
         self.nodes.append(Node(name, op, tuple(self.ref(i) for i in inputs), shape[1:], attrs or {}, params or {}, source))
         self.alias[n.name] = name
 
-    def drop(self, n: fx.Node, what: str, source: str):
+    def drop(self, n: fx.Node, what: str, source: str, label: str = ""):
         data = [a for a in n.args if self.is_tensor(a)]
         self.alias[n.name] = self.ref(data[0])
         if what != "contiguous":
-            self.notes.append(f"dropped {what} {n.name} (a no-op in eval mode) at {source}")
+            self.notes.append(f"dropped {what} {label or n.name} (a no-op in eval mode) at {source}")
 
     # -- fx node kinds -----------------------------------------------------------------------
     def run(self):
@@ -95,7 +95,7 @@ class _Converter:
             raise self.fail(n, cls.__name__, source, "takes other than one tensor input, which")
         p = lambda *roles: {r: f"{path}.{r}" for r in roles}  # noqa: E731
         if isinstance(m, DROPPED_MODULES):
-            return self.drop(n, cls.__name__, source)
+            return self.drop(n, cls.__name__, source, path)
         if cls in SIMPLE_MODULES:
             return self.emit(n, path, SIMPLE_MODULES[cls], [x], source=source)
         if cls is nn.Conv2d:
@@ -171,7 +171,7 @@ class _Converter:
         if found is None:
             raise self.fail(n, name, source)
         if found == "drop":
-            return self.drop(n, name, source)
+            return self.drop(n, name, source, label(n.name))
         op, inputs, attrs = found
         if isinstance(op, str) and op.startswith("!"):
             raise self.fail(n, name, source, op[1:])

@@ -168,9 +168,13 @@ def test_cli_model_def_prints_its_graph_and_warns_once(netfile):
 
 
 def test_cli_inspect_help_stays_light():
-    from test_cli_foundation import _modules_after
+    import subprocess
+    import sys
 
-    mods = _modules_after(["inspect", "--help"])
+    code = ("import sys\nfrom qexport.cli import cli\ntry:\n    cli.main(args=['inspect', '--help'], prog_name='qexport', "
+            "standalone_mode=False)\nexcept SystemExit:\n    pass\nprint('MODULES: ' + ' '.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    mods = set(out.stdout.strip().splitlines()[-1].removeprefix("MODULES: ").split())
     assert "click" in mods and "torch" not in mods
     r = run_cli("inspect", "--help")
     assert "--graph" in r.stdout and "--model-def" in r.stdout
@@ -234,3 +238,24 @@ def test_cli_generic_checkpoint_needs_model_def(tmp_path):
     torch.save({"encoder.w": torch.zeros(3, 4)}, path)
     r = run_cli("inspect", "--graph", path)
     _one_error(r, "odd.pth", "generic reader", "--model-def")
+
+
+@pytest.mark.parametrize("arch", ["lenet", "vgg_cifar10_binary", "twn_nin_gc", "resnet18_bnn", "mobilenet_v1"])
+def test_graph_of_a_read_checkpoint_uses_the_readers_config(arch, tmp_path):
+    """A saved checkpoint, read by its reader: the graph is traced from qexport's module built with
+    the reader's config, and names only tensors of the checkpoint (all of them but counters)."""
+    import torch
+
+    from conftest import make_state
+    from qexport.graph.command import graph_for_model
+    from qexport.readers import read_model
+    from test_graph_trace import SMALL
+
+    path = tmp_path / f"{arch}.pth"
+    torch.save(make_state(arch, SMALL[arch]), path)
+    model = read_model(path)
+    graph = graph_for_model(model)
+    assert graph.origin.startswith(f"documented {arch}")
+    assert set(graph.param_names) == {k for k in model.tensors if not k.endswith("num_batches_tracked")}
+    shapes = {n.name: n.output_shape for n in graph.nodes}
+    assert shapes[graph.output] == (10,)

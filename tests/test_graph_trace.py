@@ -282,7 +282,7 @@ class NIN(nn.Module):
         return x.flatten(1)
 
 
-@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("groups", [1, 2])  # 2 groups of 8 channels: groups != channels per group
 def test_nin_with_and_without_groups(groups):
     m = randomise_bn(NIN(groups)).eval()
     g = trace_module(m, (3, 8, 8))
@@ -521,20 +521,25 @@ class Inception(nn.Module):
 
     def forward(self, x):
         y = torch.cat([self.a(x), self.b(x)], dim=1)
-        return torch.sigmoid(self.c(y))
+        y = F.max_pool2d(y, 3, stride=1, padding=1)
+        return torch.sigmoid(self.c(torch.tanh(y)))
 
 
-def test_cat():
+def test_cat_functional_max_pool_and_tanh():
     m = Inception().eval()
     g = trace_module(m, (2, 7, 7))
     assert summary(g) == [
         ("a", "conv2d", ("input",), (3, 7, 7)),
         ("b", "conv2d", ("input",), (5, 7, 7)),
         ("cat", "cat", ("a", "b"), (8, 7, 7)),
-        ("c", "conv2d", ("cat",), (4, 3, 3)),
+        ("max_pool2d", "max_pool2d", ("cat",), (8, 7, 7)),
+        ("tanh", "tanh", ("max_pool2d",), (8, 7, 7)),
+        ("c", "conv2d", ("tanh",), (4, 3, 3)),
         ("sigmoid", "sigmoid", ("c",), (4, 3, 3)),
     ]
     assert g.node("cat").attrs["dim"] == 1
+    assert dict(g.node("max_pool2d").attrs) == {"kernel": (3, 3), "stride": (1, 1), "padding": (1, 1),
+                                                "dilation": (1, 1), "ceil_mode": False}  # fmt: skip
     assert g.node("b").attrs["dilation"] == (2, 2)
     check_numerics(m, g)
 

@@ -670,3 +670,23 @@ def test_graph_text_lists_every_node_and_origin():
     assert len(node_lines) == len(g.nodes)
     assert any("c1" in line and "conv2d" in line and "(6, 28, 28)" in line and "weight=c1.weight" in line
                for line in node_lines)  # fmt: skip
+
+
+class TwoInputs(nn.Module):
+    def forward(self, x, y):
+        return x + y
+
+
+def test_graph_is_frozen_and_checked_and_one_input_only():
+    import dataclasses
+
+    g = trace_module(Inception(), (2, 7, 7))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.output = "a"
+    with pytest.raises(TypeError):
+        g.node("c").attrs["stride"] = (2, 2)  # attrs and params are read-only mappings
+    bad = dataclasses.replace(g, nodes=tuple(reversed(g.nodes)))
+    with pytest.raises(ValueError, match="not defined before it"):
+        bad.check()
+    with pytest.raises(GraphError, match=r"takes 2 inputs \(x, y\); a graph has exactly one input"):
+        trace_module(TwoInputs(), (3,))

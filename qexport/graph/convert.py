@@ -6,6 +6,8 @@ GraphError naming the node, the op, its source line and the supported ops.
 
 from __future__ import annotations
 
+import copy
+
 import torch.fx as fx
 from torch import nn
 
@@ -139,7 +141,7 @@ class _Converter:
             op = "softmax" if cls is nn.Softmax else "log_softmax"
             return self.emit(n, path, op, [x], {"dim": fn.dim_attr(self.shape(x), m.dim)}, source=source)
         if not any(True for _ in m.parameters()) and not cls.__module__.startswith("torch.nn."):
-            if behaves_like_sign(m, self.shape(x)):
+            if behaves_like_sign(copy.deepcopy(m), self.shape(x)):
                 self.notes.append(f"{path} ({cls.__name__}) identified by behaviour as sign")
                 return self.emit(n, path, "sign", [x], source=f"{source}, class at {module_source(m)}")
         where = source if cls.__module__.startswith("torch.nn.") else f"{source}, class at {module_source(m)}"

@@ -25,6 +25,7 @@ from .ir import Graph
 PROBE_BATCH = 2  # a batch of 2 makes a reshape that mixes the batch dimension visible
 _TORCH_DIR = os.path.dirname(torch.__file__)
 _FRAME_RE = re.compile(r'File "([^"]+)", line (\d+)')
+_REAL_APPLY = torch.autograd.function.Function.__dict__["apply"]  # classmethod, before any patching
 
 
 def first_line(exc: BaseException) -> str:
@@ -89,20 +90,20 @@ class GraphTracer(fx.Tracer):
 
     def trace(self, root, concrete_args=None):
         base = torch.autograd.function.Function
-        original = base.__dict__["apply"]
+        previous = base.__dict__["apply"]  # the real one, or an outer trace's patch (nested traces)
         tracer = self
 
         def apply(cls, *args, **kwargs):
-            if any(isinstance(a, fx.Proxy) for a in (*args, *kwargs.values())):
-                target = AutogradApply(cls, original.__get__(None, cls))
+            if any(isinstance(a, fx.Proxy) and a.tracer is tracer for a in (*args, *kwargs.values())):
+                target = AutogradApply(cls, _REAL_APPLY.__get__(None, cls))
                 return tracer.create_proxy("call_function", target, args, kwargs)
-            return original.__get__(None, cls)(*args, **kwargs)
+            return previous.__get__(None, cls)(*args, **kwargs)
 
         base.apply = classmethod(apply)
         try:
             return super().trace(root, concrete_args)
         finally:
-            base.apply = original
+            base.apply = previous
 
 
 class _Recorder(fx.Interpreter):
@@ -143,6 +144,10 @@ def trace_module(module: nn.Module, input_shape, origin: str = "", assumption: s
     except Exception as exc:
         raise GraphError(f"{where}: cannot trace forward of {type(module).__name__} ({module_source(module)}): "
                          f"{first_line(exc)}") from None  # fmt: skip
+    inputs = [n.name for n in fx_graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1:
+        raise GraphError(f"{where}: forward of {type(module).__name__} takes {len(inputs)} inputs ({', '.join(inputs)}); "
+                         f"a graph has exactly one input")  # fmt: skip
     gm = fx.GraphModule(tracer.root, fx_graph)
     try:
         shadow = copy.deepcopy(gm)

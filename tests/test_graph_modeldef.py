@@ -259,3 +259,57 @@ def test_graph_of_a_read_checkpoint_uses_the_readers_config(arch, tmp_path):
     assert set(graph.param_names) == {k for k in model.tensors if not k.endswith("num_batches_tracked")}
     shapes = {n.name: n.output_shape for n in graph.nodes}
     assert shapes[graph.output] == (10,)
+
+
+OTHER_NET = '''
+import torch.nn.functional as F
+from torch import nn
+
+INPUT_SHAPE = (1, 12, 12)
+
+
+class Net(nn.Module):
+    def __init__(self, hidden=16):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * 5 * 5, hidden)
+        self.head = nn.Linear(hidden, 3)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.bn(self.conv1(x))), 2)
+        return self.head(F.relu(self.fc(x.flatten(1))))
+'''
+
+
+def test_cli_model_def_for_a_generic_checkpoint(tmp_path):
+    """A network qexport does not document: its graph comes from the user's file alone."""
+    import importlib.util
+
+    import torch
+
+    path = tmp_path / "other.py"
+    path.write_text(OTHER_NET)
+    spec = importlib.util.spec_from_file_location("other_net_for_test", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(5)
+    ckpt = tmp_path / "other.pth"
+    torch.save(mod.Net(hidden=8).state_dict(), ckpt)
+
+    r = run_cli("inspect", "--graph", ckpt, "--model-def", f"{path}:Net(hidden=8)")
+    assert r.returncode == 0, r.stderr
+    assert "graph from:    model-def other.py:Net(hidden=8)" in r.stdout
+    assert "note:          input shape (1, 12, 12) from INPUT_SHAPE of the file" in r.stdout
+    rows = [line.split() for line in r.stdout.splitlines() if " <- " in line and not line.startswith("node  op")]
+    assert [(row[0], row[1].split("[")[0]) for row in rows] == [
+        ("conv1", "conv2d"), ("bn", "batch_norm"), ("relu", "relu"), ("max_pool2d", "max_pool2d"),
+        ("flatten", "flatten"), ("fc", "linear"), ("relu_1", "relu"), ("head", "linear")]  # fmt: skip
+    assert "(8,)" in rows[5] and "(3,)" in rows[7]
+    # the default hidden=16 does not fit this checkpoint: named, one line
+    r = run_cli("inspect", "--graph", ckpt, "--model-def", f"{path}:Net")
+    _one_error(r, f"{path}:Net", "shape mismatch fc.weight (8, 100) in the checkpoint, (16, 100) in the module")
+    # without INPUT_SHAPE and no documented architecture, the input shape is asked for
+    path.write_text(OTHER_NET.replace("INPUT_SHAPE = (1, 12, 12)", ""))
+    r = run_cli("inspect", "--graph", ckpt, "--model-def", f"{path}:Net(hidden=8)")
+    _one_error(r, f"{path}:Net", "the input shape is unknown", "INPUT_SHAPE = (C, H, W)")

@@ -690,3 +690,31 @@ def test_graph_is_frozen_and_checked_and_one_input_only():
         bad.check()
     with pytest.raises(GraphError, match=r"takes 2 inputs \(x, y\); a graph has exactly one input"):
         trace_module(TwoInputs(), (3,))
+
+
+class MeanPool(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 6, 3)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = torch.mean(y, dim=[-1, -2], keepdim=True).flatten(1)
+        return self.fc(y.mean((2, 3))) + self.fc(z)
+
+
+def test_mean_over_height_and_width_is_a_global_average_pool():
+    m = MeanPool().eval()
+    g = trace_module(m, (2, 6, 5))
+    assert summary(g) == [
+        ("conv", "conv2d", ("input",), (6, 4, 3)),
+        ("mean", "adaptive_avg_pool2d", ("conv",), (6, 1, 1)),
+        ("flatten", "flatten", ("mean",), (6,)),
+        ("mean_1.pool", "adaptive_avg_pool2d", ("conv",), (6, 1, 1)),
+        ("mean_1", "flatten", ("mean_1.pool",), (6,)),
+        ("fc", "linear", ("mean_1",), (4,)),
+        ("fc_1", "linear", ("flatten",), (4,)),
+        ("add", "add", ("fc", "fc_1"), (4,)),
+    ]
+    check_numerics(m, g)

@@ -51,11 +51,13 @@ class _Converter:
         self.names.add(name)
         return name
 
-    def emit(self, n: fx.Node, name: str, op: str, inputs, attrs=None, params=None, source=""):
-        shape = self.shape(n)
+    def emit(self, n: fx.Node, name: str, op: str, inputs, attrs=None, params=None, source="", shape=None):
+        shape = self.shape(n)[1:] if shape is None else shape
         name = self.unique(name)
-        self.nodes.append(Node(name, op, tuple(self.ref(i) for i in inputs), shape[1:], attrs or {}, params or {}, source))
+        refs = tuple(i if isinstance(i, str) else self.ref(i) for i in inputs)
+        self.nodes.append(Node(name, op, refs, shape, attrs or {}, params or {}, source))
         self.alias[n.name] = name
+        return name
 
     def drop(self, n: fx.Node, what: str, source: str, label: str = ""):
         data = [a for a in n.args if self.is_tensor(a)]
@@ -169,6 +171,14 @@ class _Converter:
         if fn.is_shuffle_start(self, n):
             end, groups = fn.shuffle_chain(self, n)
             return self.emit(end, label("channel_shuffle"), "channel_shuffle", [n.args[0]], {"groups": groups}, source=source)
+        gap = fn.global_mean(self, n, target)
+        if gap is not None:  # x.mean((2, 3)): a global average pool (+ flatten without keepdim)
+            keepdim, (c, _, _) = gap, self.shape(n.args[0])[1:]
+            pooled = self.emit(n, label(n.name) + ("" if keepdim else ".pool"), "adaptive_avg_pool2d", [n.args[0]],
+                               {"output_size": (1, 1)}, source=source, shape=(c, 1, 1))  # fmt: skip
+            if not keepdim:
+                self.emit(n, label(n.name), "flatten", [pooled], {"start_dim": 1, "end_dim": 3}, source=source)
+            return None
         found = fn.translate(self, n, target, name)
         if found is None:
             raise self.fail(n, name, source)

@@ -126,6 +126,18 @@ def shuffle_chain(conv, n):
     return chain[-1], groups
 
 
+def global_mean(conv, n, target):
+    """keepdim (bool) when `n` is a mean of a 4-d tensor over dims (2, 3), else None."""
+    if target not in ("mean", torch.mean) or not n.args or not conv.is_tensor(n.args[0]):
+        return None
+    a = bind(n, ("input", "dim", "keepdim"), {"dim": None, "keepdim": False, "dtype": None})
+    shape = conv.shape(n.args[0])
+    if len(shape) != 4 or a["dim"] is None or a["dtype"] is not None:
+        return None
+    dims = a["dim"] if isinstance(a["dim"], (tuple, list)) else (a["dim"],)
+    return bool(a["keepdim"]) if sorted(_dim(4, int(d)) for d in dims) == [2, 3] else None
+
+
 def translate(conv, n, target, name):
     args = [a for a in n.args if conv.is_tensor(a)]
     x = n.args[0] if n.args else None

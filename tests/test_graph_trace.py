@@ -718,3 +718,26 @@ def test_mean_over_height_and_width_is_a_global_average_pool():
         ("add", "add", ("fc", "fc_1"), (4,)),
     ]
     check_numerics(m, g)
+
+
+class ClampSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clamp(-1, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class UsesClampSTE(nn.Module):
+    def forward(self, x):
+        return ClampSTE.apply(x)
+
+
+def test_unidentified_autograd_function_names_its_class():
+    with pytest.raises(GraphError) as info:
+        trace_module(UsesClampSTE(), (3,), where="ste.py:UsesClampSTE")
+    msg = str(info.value)
+    assert msg.startswith("ste.py:UsesClampSTE: node clamp_ste_apply: op autograd Function ClampSTE (not identified as sign)")
+    assert f"class at test_graph_trace.py:{inspect.getsourcelines(ClampSTE)[1]}" in msg and "supported:" in msg

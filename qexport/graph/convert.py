@@ -167,7 +167,8 @@ class _Converter:
             if self.is_tensor(x) and behaves_like_sign(target, self.shape(x)):
                 self.notes.append(f"{n.name}: autograd Function {target.fn_cls.__name__} identified by behaviour as sign")
                 return self.emit(n, label(n.name), "sign", [x], source=source)
-            raise self.fail(n, f"autograd Function {target.fn_cls.__name__}", source)
+            raise self.fail(n, f"autograd Function {target.fn_cls.__name__}",
+                            f"{source}, class at {module_source(target.fn_cls)}", "(not identified as sign) is not supported")
         if fn.is_shuffle_start(self, n):
             end, groups = fn.shuffle_chain(self, n)
             return self.emit(end, label("channel_shuffle"), "channel_shuffle", [n.args[0]], {"groups": groups}, source=source)

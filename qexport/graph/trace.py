@@ -33,11 +33,11 @@ def first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def module_source(module: nn.Module) -> str:
-    """file:line of the class that defines `module` (basename of the file)."""
+def module_source(obj) -> str:
+    """file:line of the class that defines `obj` (a module, or a class itself; basename of the file)."""
     import inspect
 
-    cls = type(module)
+    cls = obj if isinstance(obj, type) else type(obj)
     try:
         path = inspect.getsourcefile(cls) or "?"
         line = inspect.getsourcelines(cls)[1]

@@ -741,3 +741,41 @@ def test_unidentified_autograd_function_names_its_class():
     msg = str(info.value)
     assert msg.startswith("ste.py:UsesClampSTE: node clamp_ste_apply: op autograd Function ClampSTE (not identified as sign)")
     assert f"class at test_graph_trace.py:{inspect.getsourcelines(ClampSTE)[1]}" in msg and "supported:" in msg
+
+
+class MyConv(nn.Conv2d):
+    pass
+
+
+class MyBN(nn.BatchNorm2d):
+    pass
+
+
+class MyDrop(nn.Dropout):
+    def forward(self, x):
+        return torch.exp(x)  # not a dropout any more: must not be dropped
+
+
+def test_user_subclasses_keeping_torch_forward_are_the_torch_op():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = MyConv(2, 3, 3)
+            self.bn = MyBN(3)
+            self.drop = MyDrop()
+
+        def forward(self, x):
+            return self.bn(self.conv(x))
+
+    m = randomise_bn(Net()).eval()
+    g = trace_module(m, (2, 5, 5))
+    assert summary(g) == [("conv", "conv2d", ("input",), (3, 3, 3)), ("bn", "batch_norm", ("conv",), (3, 3, 3))]
+    assert "conv (MyConv)" in g.node("conv").source
+    check_numerics(m, g)
+
+    class UsesDrop(Net):
+        def forward(self, x):
+            return self.drop(self.bn(self.conv(x)))
+
+    with pytest.raises(GraphError, match="op exp is not supported"):
+        trace_module(UsesDrop(), (2, 5, 5))

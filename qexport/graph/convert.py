@@ -15,7 +15,7 @@ from ..errors import GraphError
 from . import functional as fn
 from .ir import Node, supported_text
 from .probe import behaves_like_sign, identify_weighted
-from .trace import AutogradApply, call_site, module_source
+from .trace import AutogradApply, call_site, module_source, torch_base
 
 SIMPLE_MODULES = {nn.ReLU: "relu", nn.ReLU6: "relu6", nn.Sigmoid: "sigmoid", nn.Tanh: "tanh"}
 DROPPED_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
@@ -76,7 +76,7 @@ class _Converter:
             elif n.op == "output":
                 out = n.args[0]
                 if not self.is_tensor(out):
-                    raise self.fail(n, "output", "", "returns something other than one tensor, which")
+                    raise self.fail(n, "output", "", "(returning other than one tensor) is not supported")
                 output = self.ref(out)
             elif self.values.get(n.name, ("value",))[0] != "tensor":
                 continue  # sizes and arithmetic on them: arguments of view/reshape, not data
@@ -92,19 +92,21 @@ class _Converter:
         path = str(n.target)
         m = self.gm.get_submodule(path)
         cls = type(m)
+        torch_cls = torch_base(m)
+        base = torch_cls or cls  # a user subclass that keeps torch's forward is that torch op
         site = call_site(n)
         source = f"{path} ({cls.__name__})" + (f" at {site}" if site else "")
         x = n.args[0] if n.args else None
         if not self.is_tensor(x) or len([a for a in (*n.args, *n.kwargs.values()) if isinstance(a, fx.Node)]) != 1:
-            raise self.fail(n, cls.__name__, source, "takes other than one tensor input, which")
+            raise self.fail(n, cls.__name__, source, "(called with other than one tensor input) is not supported")
         p = lambda *roles: {r: f"{path}.{r}" for r in roles}  # noqa: E731
-        if isinstance(m, DROPPED_MODULES):
+        if torch_cls is not None and issubclass(torch_cls, DROPPED_MODULES):
             return self.drop(n, cls.__name__, source, path)
-        if cls in SIMPLE_MODULES:
-            return self.emit(n, path, SIMPLE_MODULES[cls], [x], source=source)
-        if cls is nn.Conv2d:
+        if base in SIMPLE_MODULES:
+            return self.emit(n, path, SIMPLE_MODULES[base], [x], source=source)
+        if base is nn.Conv2d:
             return self.emit(n, path, "conv2d", [x], fn.conv_attrs(m, self, n, source), p(*fn.weight_roles(m)), source)
-        if cls is nn.Linear:
+        if base is nn.Linear:
             return self.emit(n, path, "linear", [x], {"binarize_input": False}, p(*fn.weight_roles(m)), source)
         if isinstance(m, (nn.Conv2d, nn.Linear)):  # a subclass: what does its forward do?
             found = identify_weighted(m, self.shape(x))
@@ -118,31 +120,31 @@ class _Converter:
                 self.notes.append(f"{path} ({cls.__name__}) identified by behaviour as {found['op']}"
                                   f"{' with binarized input' if found['binarize_input'] else ''}")  # fmt: skip
             return self.emit(n, path, found["op"], [x], attrs, p(*fn.weight_roles(m)), source)
-        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if base in (nn.BatchNorm1d, nn.BatchNorm2d):
             if m.running_mean is None:
                 raise self.fail(n, cls.__name__, source, "without running statistics is not supported")
             roles = (("weight", "bias") if m.affine else ()) + ("running_mean", "running_var")
             return self.emit(n, path, "batch_norm", [x], {"eps": float(m.eps), "affine": bool(m.affine)}, p(*roles), source)
-        if cls is nn.LeakyReLU:
+        if base is nn.LeakyReLU:
             return self.emit(n, path, "leaky_relu", [x], {"negative_slope": float(m.negative_slope)}, source=source)
-        if cls is nn.PReLU:
+        if base is nn.PReLU:
             return self.emit(n, path, "prelu", [x], params=p("weight"), source=source)
-        if cls is nn.Hardtanh:
+        if base is nn.Hardtanh:
             return self.emit(n, path, "hardtanh", [x], {"min_val": float(m.min_val), "max_val": float(m.max_val)}, source=source)
-        if cls is nn.MaxPool2d:
+        if base is nn.MaxPool2d:
             attrs = fn.max_pool_attrs(m.kernel_size, m.stride, m.padding, m.dilation, m.ceil_mode, m.return_indices)
             return self.emit(n, path, "max_pool2d", [x], self.checked(n, attrs, source), source=source)
-        if cls is nn.AvgPool2d:
+        if base is nn.AvgPool2d:
             attrs = fn.avg_pool_attrs(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override)
             return self.emit(n, path, "avg_pool2d", [x], self.checked(n, attrs, source), source=source)
-        if cls is nn.AdaptiveAvgPool2d:
+        if base is nn.AdaptiveAvgPool2d:
             return self.emit(n, path, "adaptive_avg_pool2d", [x], {"output_size": tuple(self.shape(n)[2:])}, source=source)
-        if cls is nn.Flatten:
+        if base is nn.Flatten:
             return self.emit(n, path, "flatten", [x], fn.flatten_attrs(self.shape(x), m.start_dim, m.end_dim), source=source)
-        if cls in (nn.Softmax, nn.LogSoftmax):
-            op = "softmax" if cls is nn.Softmax else "log_softmax"
+        if base in (nn.Softmax, nn.LogSoftmax):
+            op = "softmax" if base is nn.Softmax else "log_softmax"
             return self.emit(n, path, op, [x], {"dim": fn.dim_attr(self.shape(x), m.dim)}, source=source)
-        if not any(True for _ in m.parameters()) and not cls.__module__.startswith("torch.nn."):
+        if not any(True for _ in m.parameters()) and torch_cls is None:
             if behaves_like_sign(copy.deepcopy(m), self.shape(x)):
                 self.notes.append(f"{path} ({cls.__name__}) identified by behaviour as sign")
                 return self.emit(n, path, "sign", [x], source=f"{source}, class at {module_source(m)}")

@@ -52,6 +52,16 @@ def call_site(node: fx.Node) -> str:
     return f"{os.path.basename(frames[-1][0])}:{frames[-1][1]}" if frames else ""
 
 
+def torch_base(m: nn.Module):
+    """The torch.nn class whose forward `m` runs (its own class, or the torch.nn class a user
+    subclass inherits forward from unchanged), or None when the forward is the user's own."""
+    forward = type(m).forward
+    for klass in type(m).__mro__:
+        if klass.__module__.startswith("torch.nn.") and getattr(klass, "forward", None) is forward:
+            return klass
+    return None
+
+
 class AutogradApply:
     """fx target standing for `Fn.apply` of a custom torch.autograd.Function (kept opaque)."""
 
@@ -78,7 +88,7 @@ class GraphTracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             return True
-        if type(m).__module__.startswith("torch.nn.") and not isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        if torch_base(m) is not None and not isinstance(m, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
             return True
         if id(m) not in self._opaque:
             try:

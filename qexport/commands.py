@@ -46,7 +46,12 @@ def writer_command(name: str) -> click.Command:
 @click.command("inspect")
 @model_argument
 @plan_options
-def inspect_cmd(model, **kw):
+@click.option("--graph", "show_graph", is_flag=True,
+              help="Print the network graph traced from the module that defines it (README \"The network graph\").")
+@click.option("--model-def", metavar="FILE.py:NAME[(k=v,...)]",
+              help="Your own module defining the network (a class or a function returning an nn.Module); "
+                   "implies --graph.  Runs the code of FILE.py.")
+def inspect_cmd(model, show_graph=False, model_def=None, **kw):
     """Show the detected architecture, every tensor, the plan that would apply and the sizes."""
     from .inspect_model import inspect_text
     from .prepare import find_default_model, plan_options_from, prepare
@@ -54,7 +59,16 @@ def inspect_cmd(model, **kw):
     path = Path(model) if model else find_default_model()
     if not model:
         click.echo(f"qexport: using {path.name}", err=True)
+    if model_def:
+        from .graph.modeldef import WARNING, parse_spec
+
+        click.echo(WARNING.format(file=parse_spec(model_def).file), err=True)
     prepared = prepare(path, command="inspect", plan_kw=kw, quantize_model=False)
+    if show_graph or model_def:
+        from .graph.command import graph_report
+
+        click.echo(graph_report(prepared.model, model_def))
+        return
     click.echo(inspect_text(prepared.model, plan_options_from(**kw)))
     if kw.get("verbose") or kw.get("report"):
         from .export import print_notes, write_report

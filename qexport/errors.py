@@ -43,3 +43,14 @@ class DependencyMissing(QexportError):
 
 class OutputError(QexportError):
     """The output cannot be written (unwritable folder, path is a directory, disk full...)."""
+
+
+class GraphError(QexportError):
+    """The network graph cannot be built from a module: an unsupported op or module, or a forward
+    that cannot be traced (README "The network graph").  The message names the node, the op, the
+    source line and the supported ops."""
+
+
+class ModelDefError(InputError):
+    """`--model-def FILE.py:NAME` cannot be used: file missing, import error, no such name, missing
+    arguments, not an nn.Module, or a state_dict that does not fit it."""

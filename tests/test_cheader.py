@@ -163,7 +163,7 @@ def test_readme_command_and_c_lenet_match_python_bit_for_bit(tmp_path):
 
     images, labels = digits_test_split()
     got, preds = run_lenet_c(header, images)
-    ref = lenet_forward_int(q, images)
+    ref = lenet_forward_int(q.quantized, images)
     assert len(preds) == len(images) == 359
     for stage in LENET_STAGES:
         assert np.array_equal(got[stage], ref[stage].reshape(len(images), -1)), stage
@@ -184,7 +184,7 @@ def test_c_lenet_per_channel_ohwi_variant(tmp_path):
     images, _ = digits_test_split()
     images = images[:60]
     got, _ = run_lenet_c(header, images)
-    ref = lenet_forward_int(q, images)
+    ref = lenet_forward_int(q.quantized, images)
     for stage in LENET_STAGES:
         assert np.array_equal(got[stage], ref[stage].reshape(len(images), -1)), stage
 

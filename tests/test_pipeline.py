@@ -37,7 +37,7 @@ def float_lenet_accuracy() -> float:
 
 def test_lenet_integer_pass_keeps_accuracy():
     x, y = digits_test_split()
-    acts = lenet_forward_int(q(LENET), x)
+    acts = lenet_forward_int(q(LENET).quantized, x)
     int_acc = float((acts["output"].argmax(1) == y).mean())
     float_acc = float_lenet_accuracy()
     print(f"LeNet digits held-out accuracy: float {float_acc:.4f}, integer pass {int_acc:.4f}")
@@ -63,7 +63,7 @@ def test_lenet_integer_pass_matches_dequantized_float_model():
     x, _ = digits_test_split()
     with torch.no_grad():
         ref = model(torch.from_numpy(x[:64]).float().unsqueeze(1) / 256).numpy() * 256
-    out = lenet_forward_int(qm, x[:64])["output"]
+    out = lenet_forward_int(qm.quantized, x[:64])["output"]
     assert np.max(np.abs(out - ref)) < 0.05 * np.max(np.abs(ref))
 
 

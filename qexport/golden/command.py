@@ -34,15 +34,20 @@ def golden_vectors(qmodel: QuantizedModel, inputs: Inputs, layers=()) -> Golden:
 def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: int | None = None, layers=(),
            **plan_kw):  # fmt: skip
     """Library entry point: (output folder, Golden, QuantizedModel)."""
+    from dataclasses import replace
+
     from ..export import find_default_model, load_model, options_text, plan_options_from, quantize
+    from ..quantize.plan import seed_unless_asked
 
     model_path = Path(model_path) if model_path else find_default_model()
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     model = load_model(model_path, plan_kw.get("arch"), needs_graph=True, command="golden")
+    seed_note = seed_unless_asked(plan_kw)
     opts = plan_options_from(**plan_kw)
     text = options_text({**plan_kw, "format": fmt, "layer": tuple(layers)})
     qmodel = quantize(model, opts, text)
+    qmodel = replace(qmodel, notes=(seed_note,) + qmodel.notes) if seed_note else qmodel
     data = load_inputs(inputs, samples, qmodel.arch)
     g = golden_vectors(qmodel, data, tuple(layers))
     name = model_path.name

@@ -7,14 +7,14 @@ touched by the plan are passed through as they are (float32 stays float32).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..errors import PlanError
 from ..model import (ExportTensor, Layer, LayerPlan, LayerReport, Model, PlanOptions, QuantizedModel,
                      QuantLayer, QuantPlan, frozen_map)  # fmt: skip
-from . import affine, bias as bias_q, binary, bn, chunks, intscale, pack, ternary
+from . import affine, bias as bias_q, binary, bn, chunks, dead_channels, intscale, pack, ternary
 
 
 @dataclass
@@ -91,15 +91,9 @@ def _int_scale(layer: str, scale: np.ndarray, opts: PlanOptions, what: str):
             err = np.abs(m / np.exp2(s.astype(np.float64)) - scale) / scale
         return m, s, err  # an explicit override is the user's choice: reported, not refused
     m, s, err = intscale.integer_scale(scale.astype(np.float64), opts.mult_bits)
-    worst = float(np.max(err)) if err.size else 0.0
-    if worst > opts.max_scale_error:
-        i = int(np.argmax(err))
-        value = float(scale.reshape(-1)[i])
-        raise PlanError(
-            f"layer {layer}: {what} {value:.6g} is approximated by m >> s = {int(m.reshape(-1)[i])} >> "
-            f"{int(s.reshape(-1)[i])} with relative error {worst:.3%} > --max-scale-error "
-            f"{opts.max_scale_error:.3%}; raise --mult-bits or --max-scale-error, or set --scale-shift"
-        )
+    m, s, err = dead_channels.zero_dead(scale, m, s, err, opts.max_scale_error)  # exact zeros (m = 0)
+    if err.size and float(np.max(err)) > opts.max_scale_error:
+        raise PlanError(dead_channels.scale_error_message(layer, what, scale, m, s, err, opts))
     return m, s, err
 
 
@@ -223,6 +217,9 @@ def handle_binary(model: Model, layer: Layer, lp: LayerPlan, opts: PlanOptions) 
         else:
             alpha = binary.binary_alpha(w, per_channel=False)  # mean(|W|) in float64
         m, s, err = _int_scale(layer.name, alpha, opts, "alpha")
+        dead = dead_channels.dead_mask(alpha, m)
+        h.notes += dead_channels.note(layer.name, "alpha", alpha, dead)
+        alpha = dead_channels.zeroed(alpha, dead)
         h.params.update(alpha=alpha, multiplier=m, shift=s, scale_error=err)
     h.tensors.append(ExportTensor(layer.weight, in_layout(codes, opts), layer.name, "weight", "binary",
                                   layout_of(codes, opts, True), frozen_map({"values": "-1,+1"})))  # fmt: skip
@@ -234,7 +231,8 @@ def handle_binary(model: Model, layer: Layer, lp: LayerPlan, opts: PlanOptions) 
     zero_alpha = int(np.count_nonzero(alpha == 0)) if alpha is not None else 0
     worst = float(np.max(h.params["scale_error"])) if "scale_error" in h.params else None
     h.report = LayerReport(layer.name, "binary", 1, sqnr, max_err, zero_alpha_channels=zero_alpha,
-                           binary_exact_zeros=binary.count_exact_zeros(w), scale_error=worst)  # fmt: skip
+                           binary_exact_zeros=binary.count_exact_zeros(w), scale_error=worst,
+                           dead_channels=int(np.count_nonzero(dead)) if alpha is not None else 0)  # fmt: skip
     return h
 
 
@@ -248,6 +246,9 @@ def handle_ternary(model: Model, layer: Layer, lp: LayerPlan, opts: PlanOptions)
     h.consumed.add(layer.weight)
     res = ternary.ternarize(w, per_channel=lp.per_channel)
     m, s, err = _int_scale(layer.name, res.alpha, opts, "alpha")
+    dead = dead_channels.dead_mask(res.alpha, m)
+    h.notes += dead_channels.note(layer.name, "alpha", res.alpha, dead)
+    res = replace(res, alpha=dead_channels.zeroed(res.alpha, dead))
     n = int(np.prod(w.shape[1:], dtype=np.int64))
     h.params.update(delta=res.delta, alpha=res.alpha, multiplier=m, shift=s, scale_error=err,
                     n=np.asarray(n, np.int32))  # fmt: skip
@@ -266,7 +267,8 @@ def handle_ternary(model: Model, layer: Layer, lp: LayerPlan, opts: PlanOptions)
     sqnr, max_err = error_stats(w, deq)
     h.report = LayerReport(layer.name, "ternary", 2, sqnr, max_err,
                            zero_alpha_channels=int(np.count_nonzero(res.alpha == 0)),
-                           empty_ternary_channels=int(res.empty_channels), scale_error=float(np.max(err)))  # fmt: skip
+                           empty_ternary_channels=int(res.empty_channels), scale_error=float(np.max(err)),
+                           dead_channels=int(np.count_nonzero(dead)))  # fmt: skip
     return h
 
 

@@ -29,6 +29,8 @@ LENET_FILES = ("input",) + LENET_STAGES + ("prediction",)
 
 
 def lenet_q(**kw):
+    if kw.get("bits") is None:
+        kw.setdefault("plan", "seed")  # what `qexport golden` uses without --bits/--plan
     return quantize(load_model(LENET), plan_options_from(**kw))
 
 
@@ -253,7 +255,7 @@ def test_vgg_binary_golden_popcount(tmp_path, checkpoint):
     out = tmp_path / "g"
     golden_cli(ckpt, "-i", tmp_path / "x.npy", "-o", out)
     got, manifest = load_npy_folder(out)
-    qm = quantize(load_model(ckpt), plan_options_from(pack=False))
+    qm = quantize(load_model(ckpt), plan_options_from(plan="seed", pack=False))
     names = ["features.3", "features.7", "features.10", "features.14", "features.17", "classifier.0"]
     assert [s["layer"] for s in manifest["stages"] if s["name"].endswith(".popcount")] == names
     net = _float_model(qm)
@@ -294,7 +296,7 @@ def test_resnet_binary_golden_alpha_ohwi_64(tmp_path, checkpoint):
                "--layer", "layer4.3.conv", "--word-bits", "64", "--layout", "ohwi", "-o", out)  # fmt: skip
     got, manifest = load_npy_folder(out)
     assert got["layer3.0.conv.input_packed"].dtype == np.uint64
-    qm = quantize(load_model(ckpt), plan_options_from(word_bits=64, layout="ohwi", pack=True))
+    qm = quantize(load_model(ckpt), plan_options_from(plan="seed", word_bits=64, layout="ohwi", pack=True))
     net = _float_model(qm)
     images = _rgb(2, seed=1).transpose(0, 3, 1, 2)
     xs, ys, pred = _capture(net, names, images)

@@ -17,6 +17,8 @@ from qexport.quantize.reference import lenet_forward_int
 
 
 def q(path, **kw):
+    if kw.get("bits") is None:
+        kw.setdefault("plan", "seed")  # these tests check the architectures' seed plans
     return quantize(load_model(path), plan_options_from(**kw))
 
 
@@ -111,7 +113,7 @@ def test_scale_shift_override_reproduces_a_hand_table():
 def test_scale_error_above_limit_is_an_error():
     with pytest.raises(PlanError, match=r"layer c1: scale .* relative error .* > --max-scale-error"):
         q(LENET, mult_bits=2)
-    r = run_cli("inspect", LENET, "--mult-bits", "2", "-v")
+    r = run_cli("inspect", LENET, "--plan", "seed", "--mult-bits", "2", "-v")
     assert r.returncode == 1 and "layer c1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -224,7 +226,7 @@ def test_report_counts_exact_zeros_and_empty_ternary_channels(tmp_path):
 
 
 def test_report_from_cli(tmp_path):
-    r = run_cli("inspect", LENET, "-v", "--report", tmp_path / "r.json")
+    r = run_cli("inspect", LENET, "--plan", "seed", "-v", "--report", tmp_path / "r.json")
     assert r.returncode == 0, r.stderr
     assert "SQNR dB" in r.stderr and "c5" in r.stderr
     data = json.loads((tmp_path / "r.json").read_text())

@@ -64,8 +64,9 @@ def scale_error_message(layer: str, what: str, scale: np.ndarray, m, s, err, opt
     value = float(np.asarray(scale, np.float64).reshape(-1)[i])
     worst = float(np.max(err))
     fixes = []
-    for bits in range(opts.mult_bits + 1, 32):
-        if float(intscale.integer_scale(value, bits)[2]) <= opts.max_scale_error:
+    for bits in range(opts.mult_bits + 1, 32):  # the narrowest --mult-bits that fits every channel
+        m2, s2, e2 = intscale.integer_scale(np.asarray(scale, np.float64), bits)
+        if float(np.max(zero_dead(scale, m2, s2, e2, opts.max_scale_error)[2])) <= opts.max_scale_error:
             fixes.append(f"--mult-bits {bits}")
             break
     needed = math.ceil(worst * 1e4) / 1e4  # rounded up: the suggested bound really admits the pair

@@ -83,8 +83,8 @@ def refuse_torchscript(path: Path) -> None:
     if any(TORCHSCRIPT_MEMBER.match(n) for n in names):
         raise UnsafeInputError(
             f"{path}: refused: a TorchScript archive (torch.jit.save), which holds code that qexport will not "
-            f"execute; where you trust it, run torch.save(torch.jit.load(path).state_dict(), 'weights.pth') "
-            f"and export weights.pth"
+            f"execute; where you trust it, run torch.save(torch.jit.load({path.name!r}).state_dict(), "
+            f"'weights.pth') and export weights.pth"
         )
 
 
@@ -122,7 +122,8 @@ def _torch_load(path: Path):
     except RuntimeError as exc:
         msg = _first_line(exc)
         if "zip archive" in msg or "central directory" in msg or "file not found" in msg:
-            raise InputError(f"{path}: truncated or not a PyTorch checkpoint ({msg})") from exc
+            raise InputError(f"{path}: truncated or not a PyTorch checkpoint (its zip archive is incomplete or "
+                             f"corrupt); copy or save the file again") from exc
         raise InputError(f"{path}: cannot read checkpoint (torch.load failed: corrupt, or not a checkpoint "
                          f"file); {RESAVE_HINT}; --debug shows torch's message") from exc
     except MemoryError as exc:

@@ -96,7 +96,6 @@ class _ArraySpec:
             raise InputError(f"numpy array of shape {shape} needs {count * dtype.itemsize} bytes, the pickle holds {len(raw)}")
         self.array = np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
-
     @classmethod
     def from_buffer(cls, buf, spec, shape, order):
         """`numpy._core.numeric._frombuffer(buf, dtype, shape, order)` (protocol 5, in-band buffer)."""

@@ -145,6 +145,15 @@ def test_torchscript_archive_refused_with_qexports_own_message(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_other_refusals_use_qexports_text_not_torchs(tmp_path):
+    data = LENET.read_bytes()
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(data[: len(data) // 2])  # a zip without its central directory
+    line = one_line_error(run_cli("inspect", cut))
+    assert "cut.pth" in line and "truncated or not a PyTorch checkpoint" in line and "again" in line
+    assert "PytorchStreamReader" not in line and "weights_only" not in line
+
+
 # --------------------------------------------------------------------------- 3. CIFAR
 
 

@@ -69,15 +69,38 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+TORCHSCRIPT_MEMBER = re.compile(r"[^/]+/(code/|constants\.pkl$)")
+
+
+def refuse_torchscript(path: Path) -> None:
+    """A TorchScript archive (torch.jit.save: `<root>/code/...`, `<root>/constants.pkl`) is named
+    and refused before torch sees it: it holds code, and torch's own message advises running it."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except Exception:  # a corrupt archive: torch.load reports it below
+        return
+    if any(TORCHSCRIPT_MEMBER.match(n) for n in names):
+        raise UnsafeInputError(
+            f"{path}: refused: a TorchScript archive (torch.jit.save), which holds code that qexport will not "
+            f"execute; where you trust it, run torch.save(torch.jit.load({path.name!r}).state_dict(), "
+            f"'weights.pth') and export weights.pth"
+        )
+
+
 def _torch_load(path: Path):
     import torch
 
     try:
         # is_zipfile itself raises on some corrupt end records (e.g. "spans multiple disks")
         use_mmap = zipfile.is_zipfile(path)
+        if use_mmap:
+            refuse_torchscript(path)
         with warnings.catch_warnings():  # torch warns on odd input; our error line says it all
             warnings.simplefilter("ignore")
             return torch.load(path, map_location="cpu", weights_only=True, mmap=use_mmap)
+    except UnsafeInputError:
+        raise
     except pickle.UnpicklingError as exc:
         msg = str(exc)
         found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", msg)
@@ -88,18 +111,26 @@ def _torch_load(path: Path):
                 f"{RESAVE_HINT}"
             ) from exc
         detail = re.search(r"(Unsupported operand[^\n]*|invalid load key[^\n]*)", msg)
-        raise InputError(f"{path}: not a PyTorch checkpoint ({detail.group(1) if detail else _first_line(exc)})") from exc
+        if detail:
+            raise InputError(f"{path}: not a PyTorch checkpoint ({detail.group(1)})") from exc
+        raise UnsafeInputError(  # torch's own text here advises weights_only=False: never passed on
+            f"{path}: refused: the pickle needs more than tensors and plain containers, which qexport never "
+            f"unpickles; {RESAVE_HINT}"
+        ) from exc
     except (EOFError, zipfile.BadZipFile) as exc:
         raise InputError(f"{path}: truncated or corrupt checkpoint ({type(exc).__name__})") from exc
     except RuntimeError as exc:
         msg = _first_line(exc)
         if "zip archive" in msg or "central directory" in msg or "file not found" in msg:
-            raise InputError(f"{path}: truncated or not a PyTorch checkpoint ({msg})") from exc
-        raise InputError(f"{path}: cannot read checkpoint ({msg})") from exc
+            raise InputError(f"{path}: truncated or not a PyTorch checkpoint (its zip archive is incomplete or "
+                             f"corrupt); copy or save the file again") from exc
+        raise InputError(f"{path}: cannot read checkpoint (torch.load failed: corrupt, or not a checkpoint "
+                         f"file); {RESAVE_HINT}; --debug shows torch's message") from exc
     except MemoryError as exc:
         raise InputError(f"{path}: declares tensors larger than memory; corrupt checkpoint?") from exc
     except Exception as exc:  # torch raises many types on corrupt input; none may escape raw
-        raise InputError(f"{path}: cannot read checkpoint ({type(exc).__name__}: {_first_line(exc)})") from exc
+        raise InputError(f"{path}: cannot read checkpoint (torch.load raised {type(exc).__name__}: corrupt, or not "
+                         f"a checkpoint file); {RESAVE_HINT}; --debug shows torch's message") from exc
 
 
 def _jsonable(value: Any, depth: int = 0) -> Any:

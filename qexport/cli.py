@@ -53,11 +53,12 @@ class QexportGroup(click.Group):
         return None
 
     def format_commands(self, ctx, formatter):
-        # Uses the registry's help strings: listing commands must not import any plugin module.
-        from .registry import entries
+        # Uses the registry's help strings: listing commands must not import any plugin module, nor
+        # importlib.metadata (help_entries reads the entry points files directly).
+        from .registry import help_entries
 
         rows = [(name, help_) for name, (_, help_) in COMMANDS.items()]
-        rows += [(e.name, f"Export: {e.help}.") for e in entries("writers")]
+        rows += [(e.name, f"Export: {e.help}.") for e in help_entries("writers")]
         with formatter.section("Commands"):
             formatter.write_dl(sorted(rows))
 

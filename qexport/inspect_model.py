@@ -22,7 +22,9 @@ def _range(a: np.ndarray) -> tuple[str, str]:
 
 
 def inspect_text(model: Model, options: PlanOptions) -> str:
-    from .quantize.plan import make_plan
+    from dataclasses import replace
+
+    from .quantize.plan import as_trained, make_plan
 
     lines = [f"file:          {model.source.name}  ({_size(model.source.size)}, sha256 {model.source.sha256})"]
     lines.append(f"architecture:  {model.arch}" + (f"  {dict(model.config)}" if model.config else ""))
@@ -37,11 +39,12 @@ def inspect_text(model: Model, options: PlanOptions) -> str:
         lo, hi = _range(a)
         lines.append(f"{name:<44} {str(tuple(a.shape)):<20} {str(a.dtype):<8} {lo:>12} {hi:>12}")
     lines.append("")
-    plan = make_plan(model, options)
+    trained = as_trained(options) and not model.integer_codes  # the default export quantizes nothing
+    plan = make_plan(model, replace(options, plan="seed") if trained else options)
     planned = {p.layer: p for p in plan.layers}
     folded_into = {layer.attrs.get("bn"): layer.name for layer in model.layers
                    if planned.get(layer.name) and planned[layer.name].fold_bn and layer.attrs.get("bn")}  # fmt: skip
-    lines.append(f"{'layer':<36} {'kind':<7} {'plan':<34} follows")
+    lines.append(f"{'layer':<36} {'kind':<7} {'with --plan seed' if trained else 'plan':<34} follows")
     for layer in model.layers:
         p = planned.get(layer.name)
         if p is None:
@@ -60,4 +63,8 @@ def inspect_text(model: Model, options: PlanOptions) -> str:
     n = model.parameter_count
     lines.append("")
     lines.append(f"parameters:    {n}  float32 {_size(4 * n)}  uint8 {_size(n)}  2-bit {_size(n / 4)}  1-bit {_size(n / 8)}")
+    if trained:
+        stored = sum(a.nbytes for a in model.tensors.values())
+        lines.append(f"as trained:    {_size(stored)} written by default (every tensor as stored, nothing quantized); "
+                     f"--plan seed or --bits N quantizes")  # fmt: skip
     return "\n".join(lines)

@@ -111,6 +111,7 @@ class PlanOptions:
     max_scale_error: float = 0.01
     zero_point: str = "round"  # or "truncate" (seed 002's original code)
     scale_shift: Mapping[str, tuple[int, int]] = field(default_factory=frozen_map)
+    plan: str | None = None  # "seed": the architecture's own plan; None (and no bits): as trained
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,7 @@ class LayerReport:
     empty_ternary_channels: int = 0
     scale_error: float | None = None  # worst relative error of the (m, s) pairs
     widened_channels: int = 0  # affine scales raised so m >> s and the int32 bias can hold them
+    dead_channels: int = 0  # scales too small for any m >> s: exported as exact zero channels (m = 0)
 
     def as_dict(self) -> dict:
         """JSON-safe: non-finite floats (an all-zero signal's SQNR) become None."""

@@ -29,8 +29,10 @@ def model_argument(f):
 PLAN_OPTIONS = (
     click.option("--arch", help="Force a reader (see `qexport formats`) instead of detecting the architecture."),
     click.option("--bits", type=click.IntRange(1, 16),
-                 help="1 = binary, 2 = ternary, 3..16 = unsigned affine, for every layer the plan quantizes. "
-                      "Default: the architecture's own plan."),
+                 help="1 = binary, 2 = ternary, 3..16 = unsigned affine, for every layer the architecture "
+                      "quantizes. Default (no --bits, no --plan): every tensor as trained (float32)."),
+    click.option("--plan", "plan", type=click.Choice(["seed"]), default=None,
+                 help="seed: the documented architecture's own plan (LeNet affine uint8, VGG binary, ...)."),
     click.option("--per-channel/--per-tensor", "per_channel", default=None,
                  help="One scale (alpha, threshold) per output channel, or one per tensor."),
     click.option("--alpha/--no-alpha", default=None, help="Binary: per-channel alpha = mean|W_c|."),
@@ -62,8 +64,8 @@ PLAN_OPTIONS = (
 
 # The options PLAN_OPTIONS defines, by what they shape: the plan (PlanOptions), the encoding
 # (qexport.encode.options.EncodeOptions), and how the command runs.
-PLAN_OPTION_NAMES = ("bits", "per_channel", "alpha", "fold_bn", "only", "keep_float", "mult_bits", "input_gain",
-                     "max_scale_error", "zero_point", "scale_shift")  # fmt: skip
+PLAN_OPTION_NAMES = ("bits", "plan", "per_channel", "alpha", "fold_bn", "only", "keep_float", "mult_bits",
+                     "input_gain", "max_scale_error", "zero_point", "scale_shift")  # fmt: skip
 ENCODE_OPTION_NAMES = ("pack", "word_bits", "layout", "ternary_pack")
 RUN_OPTION_NAMES = ("arch", "report", "verbose")
 SHARED_OPTION_NAMES = PLAN_OPTION_NAMES + ENCODE_OPTION_NAMES + RUN_OPTION_NAMES

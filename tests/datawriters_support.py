@@ -18,23 +18,25 @@ import numpy as np
 
 from conftest import run_cli
 
-# case id -> (architecture, plan keyword arguments).  Covers each documented architecture's default
-# plan (affine LeNet/MobileNet, binary VGG/ResNet, ternary TWN), float export and --bits overrides.
+# case id -> (architecture, plan keyword arguments).  Covers each documented architecture's seed
+# plan (--plan seed: affine LeNet/MobileNet, binary VGG/ResNet, ternary TWN), the default export
+# (as trained), float export and --bits overrides.
 CASES = {
-    "lenet-default": ("lenet", {}),
+    "lenet-as-trained": ("lenet", {}),
+    "lenet-default": ("lenet", {"plan": "seed"}),
     "lenet-float": ("lenet", {"keep_float": ("*",)}),
     "lenet-bits1": ("lenet", {"bits": 1}),
     "lenet-bits2-pack": ("lenet", {"bits": 2, "pack": True}),
     "lenet-bits12-perchannel": ("lenet", {"bits": 12, "per_channel": True}),
-    "vgg-default": ("vgg_cifar10_binary", {}),
-    "vgg-foldbn-pack": ("vgg_cifar10_binary", {"fold_bn": True, "pack": True}),
+    "vgg-default": ("vgg_cifar10_binary", {"plan": "seed"}),
+    "vgg-foldbn-pack": ("vgg_cifar10_binary", {"plan": "seed", "fold_bn": True, "pack": True}),
     "vgg-float": ("vgg_cifar10_binary", {"keep_float": ("*",)}),
-    "twn-default": ("twn_nin_gc", {}),
+    "twn-default": ("twn_nin_gc", {"plan": "seed"}),
     "twn-bits1-pack": ("twn_nin_gc", {"bits": 1, "pack": True}),
     "twn-float": ("twn_nin_gc", {"keep_float": ("*",)}),
-    "resnet-default-pack": ("resnet18_bnn", {"pack": True}),
+    "resnet-default-pack": ("resnet18_bnn", {"plan": "seed", "pack": True}),
     "resnet-float": ("resnet18_bnn", {"keep_float": ("*",)}),
-    "mobilenet-default": ("mobilenet_v1", {}),
+    "mobilenet-default": ("mobilenet_v1", {"plan": "seed"}),
     "mobilenet-bits8-pertensor": ("mobilenet_v1", {"bits": 8, "per_channel": False}),
     "mobilenet-bits2": ("mobilenet_v1", {"bits": 2}),
     "mobilenet-float": ("mobilenet_v1", {"keep_float": ("*",)}),

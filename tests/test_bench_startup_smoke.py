@@ -16,7 +16,7 @@ def test_bench_startup_runs_and_writes_json(tmp_path):
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
-    assert report["benchmark"] == "startup" and report["runs"] == 2 and report["goal"] == 3.0
+    assert report["benchmark"] == "startup" and report["runs"] == 2 and report["goal"] == 2.5
     by_name = {r["name"]: r for r in report["results"]}
     assert by_name["python -c pass"]["argv"] == [sys.executable, "-c", "pass"]
     assert by_name["python -m qexport.cli --help"]["argv"] == [sys.executable, "-m", "qexport.cli", "--help"]

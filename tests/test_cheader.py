@@ -18,7 +18,7 @@ import pytest
 from cheader_support import (ARM, C_DIR, EXPECTED_CTYPE, GCC, GXX, compile_c, declared_arrays, dump_header,
                              ident, keep_all_source, run_lenet_c, same_values, section_sizes, use_none_source)  # fmt: skip
 from conftest import LENET, digits_test_split, run_cli
-from qexport.export import export, load_model, plan_options_from, quantize
+from qexport.export import export as _export, load_model, plan_options_from, quantize
 from qexport.model import (ExportTensor, Model, PlanOptions, QuantizedModel, QuantLayer, QuantPlan, Source,
                            frozen_map)  # fmt: skip
 from qexport.quantize.reference import LENET_STAGES, lenet_forward_int
@@ -35,8 +35,20 @@ DEFAULT_PREFIX = {"lenet": "lenet", "vgg_cifar10_binary": "vgg_cifar10_binary", 
 # helpers
 
 
+def seed(plan_kw: dict) -> dict:
+    """These tests check the architectures' seed plans: --plan seed unless --bits is given."""
+    if plan_kw.get("bits") is None:
+        plan_kw.setdefault("plan", "seed")
+    return plan_kw
+
+
+def export(writer, model_path, output, **kw):
+    return _export(writer, model_path, output, **seed(kw))
+
+
 def independent_qmodel(model_path, **plan_kw) -> QuantizedModel:
     plan_kw.setdefault("pack", True)  # the cheader default
+    seed(plan_kw)
     return arrange(quantize(load_model(model_path, plan_kw.get("arch")), plan_options_from(**plan_kw)),
                    encode_options_from(**plan_kw))
 
@@ -323,7 +335,7 @@ def test_qexport_align_and_section_can_be_overridden(tmp_path):
 def test_split_source_links_from_two_translation_units(checkpoint, tmp_path):
     path = checkpoint("twn_nin_gc")
     header = tmp_path / "model.h"
-    r = run_cli("cheader", path, "-o", header, "--split-source", "--prefix", "twn", "--section", ".qx")
+    r = run_cli("cheader", path, "-o", header, "--plan", "seed", "--split-source", "--prefix", "twn", "--section", ".qx")
     assert r.returncode == 0, r.stderr
     source = tmp_path / "model.c"
     assert source.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["model.c", "model.h"]

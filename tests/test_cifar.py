@@ -318,8 +318,8 @@ def test_malicious_pickle_refused_and_not_run(tmp_path, where, payload_kind):
 
 @pytest.mark.parametrize("module,name", [
     ("os", "system"), ("posix", "system"), ("builtins", "eval"), ("builtins", "getattr"), ("__builtin__", "eval"),
-    ("subprocess", "Popen"), ("copyreg", "_reconstructor"), ("_codecs", "encode"), ("numpy", "frombuffer"),
-    ("numpy._core.numeric", "_frombuffer"), ("numpy.core.multiarray", "scalar"), ("builtins", "bytes"),
+    ("subprocess", "Popen"), ("copyreg", "_reconstructor"), ("numpy", "frombuffer"),
+    ("numpy.core.multiarray", "scalar"), ("builtins", "bytes"), ("_codecs", "decode"), ("codecs", "encode"),
 ])  # fmt: skip
 def test_other_globals_refused(module, name):
     raw = b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n)R."
@@ -327,6 +327,19 @@ def test_other_globals_refused(module, name):
         cifar.load_pickle(raw, "somefile")
     assert str(info.value).startswith("somefile: ")
     assert f"{module}.{name}" in str(info.value)  # named as the file spells it
+
+
+@pytest.mark.parametrize("args", [b")", b"X\x01\x00\x00\x00xX\x05\x00\x00\x00utf-8\x86", b"X\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86",
+                                  b"C\x01xX\x06\x00\x00\x00latin1\x86"])  # fmt: skip
+def test_codecs_encode_only_with_latin1(args):
+    # Python 3 pickles bytes at protocols 0-2 as _codecs.encode(text, 'latin1'): that call alone is
+    # admitted; no other encoding, no bytes argument, no missing argument.
+    raw = b"\x80\x02c_codecs\nencode\n" + args + b"R."
+    with pytest.raises(UnsafeInputError) as info:
+        cifar.load_pickle(raw, "somefile")
+    assert str(info.value).startswith("somefile: ") and "_codecs.encode" in str(info.value)
+    good = b"\x80\x02}X\x01\x00\x00\x00kc_codecs\nencode\nX\x03\x00\x00\x00\xc3\xbfzX\x06\x00\x00\x00latin1\x86Rs."
+    assert cifar.load_pickle(good, "f") == {"k": b"\xffz"}
 
 
 def _array_pickle(dtype_args, dtype_state, shape=(1, 3072), raw=None) -> bytes:

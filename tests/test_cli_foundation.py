@@ -37,6 +37,10 @@ def test_startup_does_not_import_torch(argv):
     assert "torch" not in mods
     if argv in (["--help"], ["--version"]):
         assert "numpy" not in mods
+        # issue 18: importlib.metadata (~40 ms) is for plugin discovery by commands, not for --help
+        assert "importlib.metadata" not in mods
+        assert not any(m.startswith(("qexport.commands", "qexport.export", "qexport.readers", "qexport.writers"))
+                       for m in mods)  # fmt: skip
 
 
 def test_version_and_help():

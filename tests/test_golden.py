@@ -39,6 +39,8 @@ LENET_FILES = ("input",) + LENET_STAGES + ("prediction",)
 
 
 def lenet_q(**kw):
+    if kw.get("bits") is None:
+        kw.setdefault("plan", "seed")  # what `qexport golden` uses without --bits/--plan
     return arrange(quantize(load_model(LENET), plan_options_from(**kw)), encode_options_from(**kw))
 
 
@@ -372,7 +374,7 @@ def test_vgg_binary_golden_popcount(tmp_path, checkpoint):
     out = tmp_path / "g"
     golden_cli(ckpt, "-i", tmp_path / "x.npy", "-o", out)
     got, manifest = load_npy_folder(out)
-    qm = quantize(load_model(ckpt), plan_options_from())
+    qm = quantize(load_model(ckpt), plan_options_from(plan="seed"))
     names = ["features.3", "features.7", "features.10", "features.14", "features.17", "classifier.0"]
     assert [s["layer"] for s in manifest["stages"] if s["name"].endswith(".popcount")] == names
     net = _float_model(qm)
@@ -401,7 +403,7 @@ def test_vgg_thresholds_reproduce_the_float_models_next_binarized_input(tmp_path
     golden_cli(ckpt, "-i", tmp_path / "x.npy", "--fold-bn", "-o", out)
     got, _ = load_npy_folder(out)
     chain = ["features.3", "features.7", "features.10", "features.14", "features.17", "classifier.0"]
-    qm = quantize(load_model(ckpt), plan_options_from(fold_bn=True, pack=False))
+    qm = quantize(load_model(ckpt), plan_options_from(plan="seed", fold_bn=True))
     _, _, pre, _ = _capture(_float_model(qm), chain, images.transpose(0, 3, 1, 2))  # float64, BN as BN
     margin = 1e-5
     for layer, nxt in zip(chain, chain[1:]):
@@ -425,7 +427,8 @@ def test_resnet_binary_golden_alpha_ohwi_64(tmp_path, checkpoint):
                "--layer", "layer4.3.conv", "--word-bits", "64", "--layout", "ohwi", "-o", out)  # fmt: skip
     got, manifest = load_npy_folder(out)
     assert got["layer3.0.conv.input_packed"].dtype == np.uint64
-    qm = arrange(quantize(load_model(ckpt), plan_options_from()), encode_options_from(word_bits=64, layout="ohwi", pack=True))
+    qm = arrange(quantize(load_model(ckpt), plan_options_from(plan="seed")),
+                 encode_options_from(word_bits=64, layout="ohwi", pack=True))
     net = _float_model(qm)
     images = _rgb(2, seed=1).transpose(0, 3, 1, 2)
     xs, ys, pre, logits = _capture(net, names, images)

@@ -264,13 +264,13 @@ def test_unknown_arch_is_a_usage_error(tmp_path):
 
 CONFLICTS = {  # cmd -> (extra options, output name or None for the default one, expected text)
     "mat": (("--zero-point", "truncate", "--bits", "1"), None, "--zero-point truncate applies to affine plans"),
-    "txt": (("--scale-shift", "c1=3,11", "--per-channel"), None, "one scale per channel; use --per-tensor"),
+    "txt": (("--plan", "seed", "--scale-shift", "c1=3,11", "--per-channel"), None, "one scale per channel; use --per-tensor"),
     "npy": (("--compress",), None, "--compress applies to --npz"),
     "npz": (("--bits", "2", "--zero-point", "truncate"), None, "--zero-point truncate applies to affine plans"),
-    "h5": (("--only", "nothing*"), None, "--only nothing* matches no conv/linear layer"),
+    "h5": (("--plan", "seed", "--only", "nothing*"), None, "--only nothing* matches no conv/linear layer"),
     "cheader": (("--split-source",), "m.c", "with --split-source, -o names the header"),
     "onnx": (("--opset", "13", "--bits", "12"), None, "--opset 13"),
-    "mem": (("--zero-point", "truncate", "--per-channel"), None, "add --per-tensor"),
+    "mem": (("--plan", "seed", "--zero-point", "truncate", "--per-channel"), None, "add --per-tensor"),
     "golden": (("--layer", "c*"), None, "--layer selects binary layers"),
     "inspect": (("--zero-point", "truncate", "--bits", "2"), None, "--zero-point truncate applies to affine plans"),
 }
@@ -560,20 +560,20 @@ def cifar_src(tmp_path_factory) -> Path:
 
 DETERMINISM = {  # id -> (model: "lenet" / an architecture / "cifar", argv with {m} for MODEL)
     "mat": ("lenet", ["mat", "{m}", "-o", "out.mat"]),
-    "txt": ("twn_nin_gc", ["txt", "--per-row", "--hex", "{m}", "-o", "out"]),
+    "txt": ("twn_nin_gc", ["txt", "--plan", "seed", "--per-row", "--hex", "{m}", "-o", "out"]),
     "npy": ("lenet", ["npy", "{m}", "-o", "out"]),
     "npz": ("lenet", ["npy", "--npz", "--compress", "{m}", "-o", "out.npz"]),
     "h5": ("lenet", ["h5", "--compress", "{m}", "-o", "out.h5"]),
     "cheader": ("lenet", ["cheader", "--bits", "8", "{m}", "-o", "out.h"]),
-    "cheader-split-source": ("vgg_cifar10_binary", ["cheader", "--split-source", "{m}", "-o", "out.h"]),
+    "cheader-split-source": ("vgg_cifar10_binary", ["cheader", "--plan", "seed", "--split-source", "{m}", "-o", "out.h"]),
     "onnx": ("lenet", ["onnx", "{m}", "-o", "out.onnx"]),
-    "mem": ("twn_nin_gc", ["mem", "{m}", "-o", "out"]),
+    "mem": ("twn_nin_gc", ["mem", "--plan", "seed", "{m}", "-o", "out"]),
     "coe": ("lenet", ["mem", "--format", "coe", "{m}", "-o", "out"]),
     "mif": ("lenet", ["mem", "--format", "mif", "--mem-width", "16", "{m}", "-o", "out"]),
     "golden": ("lenet", ["golden", "-n", "3", "--format", "mem", "{m}", "-o", "out"]),
     "cifar-bmp": ("cifar", ["cifar-bmp", "{m}", "-o", "out", "--labels-csv"]),
     "cifar-png": ("cifar", ["cifar-bmp", "{m}", "-o", "out", "--format", "png", "--layout", "class-dirs"]),
-    "inspect-report": ("lenet", ["inspect", "-v", "{m}", "--report", "out.json"]),
+    "inspect-report": ("lenet", ["inspect", "--plan", "seed", "-v", "{m}", "--report", "out.json"]),
 }
 
 

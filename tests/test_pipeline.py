@@ -21,6 +21,8 @@ from references import seed002_quantize_tensor  # seed 002's torch code, shared 
 
 def q(path, **kw):
     """The arrays a writer receives for these options (quantized, then arranged)."""
+    if kw.get("bits") is None:
+        kw.setdefault("plan", "seed")  # these tests check the architectures' seed plans
     return arrange(quantize(load_model(path), plan_options_from(**kw)), encode_options_from(**kw))
 
 
@@ -94,7 +96,7 @@ def test_scale_shift_override_reproduces_a_hand_table():
 def test_scale_error_above_limit_is_an_error():
     with pytest.raises(PlanError, match=r"layer c1: scale .* relative error .* > --max-scale-error"):
         q(LENET, mult_bits=2)
-    r = run_cli("inspect", LENET, "--mult-bits", "2", "-v")
+    r = run_cli("inspect", LENET, "--plan", "seed", "--mult-bits", "2", "-v")
     assert r.returncode == 1 and "layer c1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
@@ -207,7 +209,7 @@ def test_report_counts_exact_zeros_and_empty_ternary_channels(tmp_path):
 
 
 def test_report_from_cli(tmp_path):
-    r = run_cli("inspect", LENET, "-v", "--report", tmp_path / "r.json")
+    r = run_cli("inspect", LENET, "--plan", "seed", "-v", "--report", tmp_path / "r.json")
     assert r.returncode == 0, r.stderr
     assert "SQNR dB" in r.stderr and "c5" in r.stderr
     data = json.loads((tmp_path / "r.json").read_text())

@@ -55,7 +55,31 @@ def qmodel():
 
 
 def test_every_example_is_present():
-    assert set(BLOCKS) == {"export", "octave", "python", "c", "onnx", "verilog"}
+    assert set(BLOCKS) == {"export", "defaults", "octave", "python", "c", "onnx", "verilog"}
+
+
+def test_defaults_example_writes_what_it_says(exported):
+    import torch
+    from scipy.io import loadmat
+
+    from qexport.export import load_model, plan_options_from, quantize
+
+    r = run(["bash", "-euo", "pipefail", "-c", BLOCKS["defaults"]], exported)
+    assert r.returncode == 0, r.stderr
+    state = torch.load(LENET, weights_only=True)
+    mat = loadmat(exported / "trained.mat")
+    for name, t in state.items():  # as trained: float32, the checkpoint's values
+        var = mat[name.replace(".", "_")]
+        assert var.dtype == np.float32 and np.array_equal(var.reshape(t.shape), t.numpy()), name
+        npy = np.load(exported / "trained_npy" / f"{name}.npy", allow_pickle=False)
+        assert npy.dtype == np.float32 and np.array_equal(npy, t.numpy()), name
+    seed = quantize(load_model(LENET), plan_options_from(plan="seed"))
+    for layer in ("c1", "c3", "c5", "f6", "output"):
+        codes = np.load(exported / "seed_npy" / f"{layer}.weight.npy", allow_pickle=False)
+        assert codes.dtype == np.uint8 and np.array_equal(codes, seed.tensor(f"{layer}.weight").data), layer
+        bias = np.load(exported / "seed_npy" / f"{layer}.bias.npy", allow_pickle=False)
+        assert bias.dtype == np.int32
+    assert "using --plan seed" in r.stderr and (exported / "golden").is_dir()
 
 
 def test_python_example(exported):

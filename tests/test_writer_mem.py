@@ -21,11 +21,16 @@ from qexport.encode.arrange import arrange
 from qexport.encode.options import encode_options_from
 from tools import require_tool
 
-PLAN_KEYS = ("bits", "per_channel", "word_bits", "layout", "ternary_pack", "pack", "fold_bn", "alpha")
+PLAN_KEYS = ("bits", "plan", "per_channel", "word_bits", "layout", "ternary_pack", "pack", "fold_bn", "alpha")
+
+
+def seed(kw: dict) -> dict:
+    """These tests check the architectures' seed plans: --plan seed unless --bits is given."""
+    return kw if kw.get("bits") is not None else {"plan": "seed", **kw}
 
 
 def qmodel_for(path, **kw):
-    plan = {k: v for k, v in kw.items() if k in PLAN_KEYS}
+    plan = {k: v for k, v in seed(kw).items() if k in PLAN_KEYS}
     plan.setdefault("pack", True)  # the mem writer packs by default
     return arrange(quantize(load_model(path), plan_options_from(**plan)), encode_options_from(**plan))
 
@@ -45,7 +50,7 @@ def cli_args(kw: dict) -> list[str]:
 
 def export(tmp_path: Path, ckpt, fmt="mem", name=None, **kw) -> tuple[Path, dict]:
     out = tmp_path / (name or f"out_{fmt}")
-    r = run_cli("mem", ckpt, "-o", out, "--format", fmt, *cli_args(kw))
+    r = run_cli("mem", ckpt, "-o", out, "--format", fmt, *cli_args(seed(kw)))
     assert r.returncode == 0, r.stderr
     return out, json.loads((out / "manifest.json").read_text())
 
@@ -284,7 +289,8 @@ def test_mobilenet_affine_coe(tmp_path, checkpoint):
 
 def test_float_export_is_ieee754_words(tmp_path):
     out, manifest = export(tmp_path, LENET, "mem", keep_float="*")
-    qm = arrange(quantize(load_model(LENET), plan_options_from(keep_float=("*",))), encode_options_from(pack=True))
+    qm = arrange(quantize(load_model(LENET), plan_options_from(plan="seed", keep_float=("*",))),
+                 encode_options_from(pack=True))
     expected = expected_all(qm, manifest)
     got = _read_all(out, manifest, "mem")
     assert got == {f.rsplit(".", 1)[0]: v for f, v in expected.items()}

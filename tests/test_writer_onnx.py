@@ -27,34 +27,35 @@ from qexport.models import INPUT_SHAPES
 
 VGG_THREE_SMALL = {"infl_ratio": 1, "classifier": "three", "hidden": 64}
 FLOAT = {"keep_float": ("*",)}
+SEED = {"plan": "seed"}  # the architecture's own plan (without it, exports are as trained)
 
 # (arch, checkpoint config or None for the conftest default, plan options)
 CASES = [
     ("lenet", None, FLOAT),
-    ("lenet", None, {}),  # affine uint8 per tensor, int32 biases
+    ("lenet", None, SEED),  # affine uint8 per tensor, int32 biases
     ("lenet", None, {"bits": 8, "per_channel": True}),
     ("lenet", None, {"bits": 4, "layout": "ohwi"}),
     ("lenet", None, {"bits": 12}),  # uint16 codes: opset 21
     ("vgg_cifar10_binary", None, FLOAT),
-    ("vgg_cifar10_binary", None, {}),  # binary, no alpha, BN float
-    ("vgg_cifar10_binary", None, {"fold_bn": True}),  # BN + sign as integer thresholds
+    ("vgg_cifar10_binary", None, SEED),  # binary, no alpha, BN float
+    ("vgg_cifar10_binary", None, {**SEED, "fold_bn": True}),  # BN + sign as integer thresholds
     ("vgg_cifar10_binary", None, {"bits": 8}),
-    ("vgg_cifar10_binary", VGG_THREE_SMALL, {}),
-    ("vgg_cifar10_binary", VGG_REPO, {"fold_bn": True}),  # the source repo's r = 3, three classifiers
+    ("vgg_cifar10_binary", VGG_THREE_SMALL, SEED),
+    ("vgg_cifar10_binary", VGG_REPO, {**SEED, "fold_bn": True}),  # the source repo's r = 3, three classifiers
     ("twn_nin_gc", None, FLOAT),
-    ("twn_nin_gc", None, {}),  # ternary per channel
+    ("twn_nin_gc", None, SEED),  # ternary per channel
     ("twn_nin_gc", None, {"bits": 1}),  # binary with alpha
     ("twn_nin_gc", None, {"bits": 2, "per_channel": False, "pack": True, "layout": "ohwi"}),
     ("twn_nin_gc", None, {"bits": 8}),
     ("resnet18_bnn", None, FLOAT),
-    ("resnet18_bnn", None, {}),  # binary with per-channel alpha
+    ("resnet18_bnn", None, SEED),  # binary with per-channel alpha
     ("resnet18_bnn", None, {"bits": 8, "per_channel": True}),
     ("mobilenet_v1", None, FLOAT),
-    ("mobilenet_v1", None, {}),  # affine uint8 after BN folding, depthwise per channel
+    ("mobilenet_v1", None, SEED),  # affine uint8 after BN folding, depthwise per channel
     ("mobilenet_v1", None, {"bits": 8, "per_channel": False, "fold_bn": False}),
     ("mobilenet_v1", None, {"bits": 4, "per_channel": True}),
 ]
-CLI_CASES = [c for c in CASES if c[2] == {} and c[1] is None] + [CASES[2], CASES[7]]
+CLI_CASES = [c for c in CASES if c[2] == SEED and c[1] is None] + [CASES[2], CASES[7]]
 SIGNS = {"vgg_cifar10_binary": None, "twn_nin_gc": 1, "resnet18_bnn": 16, "lenet": 0, "mobilenet_v1": 0}
 
 
@@ -188,7 +189,7 @@ def test_dynamic_batch_and_no_ort_optimisations(checkpoint, tmp_path):
     graph optimisations (which could otherwise fold or fuse the DequantizeLinear pattern)."""
     ckpt = checkpoint("resnet18_bnn")
     out = tmp_path / "r.onnx"
-    qm = onnx_write(ckpt, out)
+    qm = onnx_write(ckpt, out, plan="seed")
     ref = onnx_reference(qm)
     for n in (1, 5):
         x = random_input("resnet18_bnn", n, seed=n)
@@ -223,13 +224,13 @@ def test_byte_identical_across_runs(checkpoint, tmp_path):
     ckpt = checkpoint("vgg_cifar10_binary")
     a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
     for path in (a, b):  # two processes
-        r = run_cli("onnx", ckpt, "-o", path, "--fold-bn")
+        r = run_cli("onnx", ckpt, "-o", path, "--plan", "seed", "--fold-bn")
         assert r.returncode == 0, r.stderr
     data = a.read_bytes()
     assert data == b.read_bytes()
     assert str(tmp_path).encode() not in data and str(ckpt.parent).encode() not in data
     # in one process, one export after another: the exporter's global state does not leak between runs
-    for arch, kw in (("twn_nin_gc", {}), ("lenet", {"bits": 12})):
+    for arch, kw in (("twn_nin_gc", SEED), ("lenet", {"bits": 12})):
         c, d = tmp_path / f"{arch}_c.onnx", tmp_path / f"{arch}_d.onnx"
         onnx_write(checkpoint(arch), c, **kw)
         onnx_write(checkpoint(arch), d, **kw)
@@ -262,12 +263,12 @@ def test_metadata(checkpoint, tmp_path):
 def test_opset_option(checkpoint, tmp_path):
     ckpt = checkpoint("mobilenet_v1")
     out = tmp_path / "m13.onnx"
-    r = run_cli("onnx", ckpt, "-o", out, "--opset", "13")  # per-axis DequantizeLinear exists from 13
+    r = run_cli("onnx", ckpt, "-o", out, "--plan", "seed", "--opset", "13")  # per-axis DequantizeLinear exists from 13
     assert r.returncode == 0, r.stderr
     proto = onnx.load(str(out))
     onnx.checker.check_model(proto, full_check=True)
     assert {o.domain: o.version for o in proto.opset_import}[""] == 13
-    qm = onnx_qmodel(ckpt)
+    qm = onnx_qmodel(ckpt, plan="seed")
     check_integers(proto, qm)
     x = random_input("mobilenet_v1", 4)
     want, got = onnx_torch_run(onnx_reference(qm), x), onnx_run(out, x)

@@ -4,7 +4,12 @@ Real CIFAR batches (Python 2 cPickle, protocol 2) consist of dicts, lists, strin
 arrays, and the only globals they name are the array reconstruction ones.  Those four globals are
 admitted and mapped to inert stand-ins defined here, so no numpy code ever runs on the pickle's
 state: the array is rebuilt with `np.frombuffer` from a validated integer dtype and the raw bytes.
-Any other global raises UnsafeInputError before anything is called.
+Python 3 pickles of the same data add two more: at protocols 0-2 `bytes` (the array data, the
+'b' typecode) are written as `_codecs.encode(text, 'latin1')`, admitted with the latin-1 encoding
+only and evaluated here as `text.encode('latin1')`; at protocol 5 numpy writes
+`numpy._core.numeric._frombuffer(buffer, dtype, shape, order)`, rebuilt like `_reconstruct`.
+Any other global (or `_codecs.encode` with another encoding) raises UnsafeInputError before
+anything is called.
 """
 
 from __future__ import annotations
@@ -91,6 +96,31 @@ class _ArraySpec:
             raise InputError(f"numpy array of shape {shape} needs {count * dtype.itemsize} bytes, the pickle holds {len(raw)}")
         self.array = np.frombuffer(raw, dtype=dtype).reshape(shape, order="F" if fortran else "C")
 
+    @classmethod
+    def from_buffer(cls, buf, spec, shape, order):
+        """`numpy._core.numeric._frombuffer(buf, dtype, shape, order)` (protocol 5, in-band buffer)."""
+        if isinstance(shape, list):
+            shape = tuple(shape)
+        if _text(order) not in ("C", "F"):
+            raise InputError("unexpected numpy array order")
+        self = cls(_NDARRAY, (0,), b"b")
+        self.__setstate__((shape, spec, _text(order) == "F", bytes(buf) if isinstance(buf, bytearray) else buf))
+        return self
+
+
+def _latin1_encode(text=None, encoding=None, *rest):
+    """`_codecs.encode(text, 'latin1')`: how Python 3 pickles `bytes` at protocols 0-2."""
+    if rest or not isinstance(text, str) or _text(encoding) not in ("latin1", "latin-1"):
+        raise UnsafeInputError(f"refused: the pickle calls _codecs.encode with {encoding!r:.20} (only 'latin1', "
+                               f"which Python 3 writes for bytes, is allowed); nothing was executed")  # fmt: skip
+    return text.encode("latin1")
+
+
+def _frombuffer(buf=None, dtype=None, shape=None, order="C", *rest):
+    if rest or not isinstance(buf, (bytes, bytearray)):
+        raise InputError("unexpected numpy _frombuffer arguments")
+    return _ArraySpec.from_buffer(buf, dtype, shape, order)
+
 
 def _reconstruct(subtype, shape, typecode):
     return _ArraySpec(subtype, shape, typecode)
@@ -106,6 +136,9 @@ ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy", "ndarray"): _NDARRAY,
     ("numpy", "dtype"): _dtype,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("_codecs", "encode"): _latin1_encode,
 }
 
 
@@ -135,8 +168,10 @@ def load_pickle(raw, where: str) -> dict:
     str keys and numpy arrays.  A file is read directly (one copy fewer than reading it first)."""
     try:
         obj = _RestrictedUnpickler(io.BytesIO(raw) if isinstance(raw, (bytes, bytearray)) else raw, where).load()
-    except UnsafeInputError:
-        raise
+    except UnsafeInputError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise UnsafeInputError(f"{where}: {exc}") from None
     except InputError as exc:
         if str(exc).startswith(where):
             raise

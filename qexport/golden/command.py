@@ -36,17 +36,22 @@ def golden_vectors(qmodel: QuantizedModel, inputs: Inputs, layers=(), encoding: 
 def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: int | None = None, layers=(),
            **plan_kw):  # fmt: skip
     """Library entry point: (output folder, Golden, QuantizedModel)."""
+    from dataclasses import replace
+
     from ..encode.options import encode_options_from
     from ..prepare import checkpoint_stem, find_default_model, prepare
+    from ..quantize.plan import seed_unless_asked
 
     model_path = Path(model_path) if model_path else find_default_model()
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     encoding = encode_options_from(**plan_kw)
     out = Path(output) if output else Path(checkpoint_stem(model_path) + "_golden")
+    seed_note = seed_unless_asked(plan_kw)  # golden vectors are integers: --plan seed unless asked
     prepared = prepare(model_path, command="golden", plan_kw=plan_kw, outputs=(out,), needs_graph=True,
                        text_kw={**plan_kw, "format": fmt, "layer": tuple(layers)})  # fmt: skip
     qmodel = prepared.quantized
+    qmodel = replace(qmodel, notes=(seed_note,) + qmodel.notes) if seed_note else qmodel
     data = load_inputs(inputs, samples, qmodel.arch)
     g = golden_vectors(qmodel, data, tuple(layers), encoding)
     write_golden(qmodel, g, out, fmt)

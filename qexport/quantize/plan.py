@@ -1,7 +1,9 @@
 """From an architecture's default plan and the CLI options to one LayerPlan per quantized layer.
 
 Rules (README "Plans"):
-- without options, the architecture's default plan (set on the Model by its reader) applies;
+- without `--bits` and `--plan`, nothing is quantized: every tensor is exported as trained;
+- `--plan seed` applies the architecture's own plan (set on the Model by its reader; README
+  "Models and readers", column "seed plan");
 - `--bits` sets the scheme of every layer the plan quantizes: 1 binary, 2 ternary, 3..16 affine;
 - `--only GLOB` replaces the set of quantized layers by the conv/linear layers matching GLOB;
 - `--keep-float GLOB` removes matching layers (it wins over --only);
@@ -41,8 +43,23 @@ def _validate(opts: PlanOptions) -> None:
             raise UsageError(f"--scale-shift {layer}={m},{s}: need 1 <= m < 2^31 and 0 <= s <= 31")
 
 
+def as_trained(opts: PlanOptions) -> bool:
+    """True when neither --bits nor --plan asks for quantization (README "Plans")."""
+    if opts.bits is not None or opts.plan is not None:
+        return False
+    given = [name for name in QUANT_OPTIONS if getattr(opts, name) not in (None, ())]
+    given += ["scale_shift"] * bool(opts.scale_shift) + ["zero_point"] * (opts.zero_point == "truncate")
+    if given:
+        flags = ", ".join(dict.fromkeys("--" + g.replace("_", "-") for g in given))
+        raise UsageError(f"{flags}: only used when quantizing, and without --bits or --plan every tensor is exported "
+                         f"as trained; add --bits N or --plan seed (README \"Plans\")")
+    return True
+
+
 def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
     _validate(opts)
+    if opts.plan not in (None, "seed"):
+        raise UsageError(f"--plan {opts.plan!r}: the only plan is 'seed' (the architecture's own plan)")
     weighted = [layer for layer in model.layers if layer.kind in ("conv", "dwconv", "linear") and layer.weight]
 
     if model.integer_codes:
@@ -51,6 +68,8 @@ def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
             flags = ", ".join("--" + g.replace("_", "-") for g in given)
             raise UsageError(f"{model.source.name}: weights are already integer codes; {flags} would re-quantize them")
         return QuantPlan(tuple(LayerPlan(layer.name, "passthrough", 0) for layer in weighted), opts)
+    if as_trained(opts):
+        return QuantPlan((), opts)
 
     defaults = model.default_plan
     if opts.only:
@@ -96,3 +115,12 @@ def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
     if opts.zero_point == "truncate" and any(p.per_channel for p in plans if p.scheme == "affine"):
         raise UsageError("--zero-point truncate reproduces seed 002's per-tensor quantizer; add --per-tensor")
     return QuantPlan(tuple(plans), opts)
+
+
+def seed_unless_asked(plan_kw: dict) -> str | None:
+    """Golden vectors are integers: without --bits or --plan, `golden` uses --plan seed (set in
+    plan_kw, so the provenance records it); returns the note saying so, or None."""
+    if plan_kw.get("bits") is not None or plan_kw.get("plan"):
+        return None
+    plan_kw["plan"] = "seed"
+    return "golden vectors need integers and neither --bits nor --plan was given: using --plan seed"

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import PlanError
 from ..model import LayerPlan, PlanOptions
-from . import affine, intscale
+from . import affine, dead_channels, intscale
 
 
 def checked_int_scale(layer: str, scale: np.ndarray, opts: PlanOptions, what: str):
@@ -20,15 +20,9 @@ def checked_int_scale(layer: str, scale: np.ndarray, opts: PlanOptions, what: st
             err = np.abs(m / np.exp2(s.astype(np.float64)) - scale) / scale
         return m, s, err  # an explicit override is the user's choice: reported, not refused
     m, s, err = intscale.integer_scale(scale.astype(np.float64), opts.mult_bits)
-    worst = float(np.max(err)) if err.size else 0.0
-    if worst > opts.max_scale_error:
-        i = int(np.argmax(err))
-        value = float(scale.reshape(-1)[i])
-        raise PlanError(
-            f"layer {layer}: {what} {value:.6g} is approximated by m >> s = {int(m.reshape(-1)[i])} >> "
-            f"{int(s.reshape(-1)[i])} with relative error {worst:.3%} > --max-scale-error "
-            f"{opts.max_scale_error:.3%}; raise --mult-bits or --max-scale-error, or set --scale-shift"
-        )
+    m, s, err = dead_channels.zero_dead(scale, m, s, err, opts.max_scale_error)  # exact zeros (m = 0)
+    if err.size and float(np.max(err)) > opts.max_scale_error:
+        raise PlanError(dead_channels.scale_error_message(layer, what, scale, m, s, err, opts))
     return m, s, err
 
 

@@ -2,7 +2,7 @@
 
 `read_model(path, arch=None)` loads a checkpoint and hands it to the one reader whose exact-match
 rule claims it (or to `--arch`), falling back to `generic` with a note naming the closest
-documented architecture.
+documented architecture (by key names, or by shapes under other names: `by_shape`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,12 @@ def read_model(path: str | os.PathLike, arch: str | None = None) -> Model:
         return _built(registry.load_reader(name), ckpt, detection)
     generic = registry.load_reader("generic")
     model = _built(generic, ckpt, generic.detect(ckpt.state))
-    if detections:
+    from .by_shape import shape_note
+
+    by_shape = shape_note(ckpt.state, detections)
+    if by_shape:
+        model = _with_note(model, by_shape)
+    elif detections:
         name, best = detections[0]
         if best.score > 0.5:
             note = f"not a documented architecture; closest is {name} ({best.explain(3)}); using the generic reader"

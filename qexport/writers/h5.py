@@ -9,8 +9,10 @@
   as a scalar attribute of its exact dtype (scale float32, zero_point/multiplier/shift int32, ...);
   per-channel parameters (alpha, scale, delta, multiplier, shift, threshold, flip, scale_error)
   are datasets in that group, beside the codes.
-- The root group carries generator, qexport_version, source, source_sha256, arch, options and
-  conv_layout.
+- The root group carries generator, qexport_version, source, source_sha256, arch, options,
+  conv_layout and qexport_names (JSON, ASCII-escaped: [dataset path, original name] per tensor).
+  Text attributes are sanitised like the other writers' names (HDF5 strings cannot hold NUL:
+  it is written as the four characters `\\x00`); the name map keeps the exact original.
 - Path components are sanitised: characters other than letters, digits, `_`, `+`, `-` become `_`
   (so `/` and `.` can never make a component, nor `.`/`..`); a name that would clash with an
   existing group or dataset gets `_2`, `_3`, ...
@@ -22,6 +24,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -124,8 +127,14 @@ def _attr(value):
             return np.asarray(value, np.int64)
         if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in value):
             return np.asarray(value, np.float64)
-        return ", ".join(map(str, value))
-    return str(value)
+        return text_attr(", ".join(map(str, value)))
+    return text_attr(str(value))
+
+
+def text_attr(text: str) -> str:
+    """Text HDF5 can store: NUL (h5py: "VLEN strings do not support embedded NULLs") becomes `\\x00`,
+    unencodable surrogates backslash escapes."""
+    return text.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _group(h5py, parent, name: str):
@@ -181,9 +190,10 @@ def write(qmodel: EncodedModel, path, compress: bool = False) -> Path:
             with h5py.File(str(path), "w", driver="core", backing_store=False, libver="earliest",
                            track_order=False) as f:  # fmt: skip
                 for key, value in prov.items():
-                    f.attrs[key] = value
+                    f.attrs[key] = text_attr(value)
                 f.attrs["qexport_version"] = __version__
                 f.attrs["conv_layout"] = qmodel.encoding.layout
+                f.attrs["qexport_names"] = json.dumps([[p, t.name] for t, p in zip(qmodel.tensors, paths)])
                 for t, p in zip(qmodel.tensors, paths):
                     group_path, leaf = p.rpartition("/")[::2]
                     ds = _dataset(_ensure(h5py, f, group_path), leaf, t.data, compress)

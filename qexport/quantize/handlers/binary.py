@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...model import ExportTensor, Layer, LayerPlan, LayerReport, Model, PlanOptions, frozen_map
-from .. import binary, bn
+from .. import binary, bn, dead_channels
 from ..dequantize import dequantize
 from ..metrics import error_stats
 from ..scales import checked_int_scale
@@ -45,6 +45,9 @@ def handle_binary(model: Model, layer: Layer, lp: LayerPlan, opts: PlanOptions) 
     if lp.alpha:
         alpha = binary.binary_alpha(w, per_channel=lp.per_channel)  # per tensor: mean(|W|) in float64
         m, s, err = checked_int_scale(layer.name, alpha, opts, "alpha")
+        dead = dead_channels.dead_mask(alpha, m)
+        h.notes += dead_channels.note(layer.name, "alpha", alpha, dead)
+        alpha = dead_channels.zeroed(alpha, dead)
         h.params.update(alpha=alpha, multiplier=m, shift=s, scale_error=err)
     h.tensors.append(ExportTensor(layer.weight, codes, layer.name, "weight", "binary",
                                   canonical_layout(codes, True), frozen_map({"values": "-1,+1"})))  # fmt: skip
@@ -54,5 +57,6 @@ def handle_binary(model: Model, layer: Layer, lp: LayerPlan, opts: PlanOptions) 
     zero_alpha = int(np.count_nonzero(alpha == 0)) if alpha is not None else 0
     worst = float(np.max(h.params["scale_error"])) if "scale_error" in h.params else None
     h.report = LayerReport(layer.name, "binary", 1, sqnr, max_err, zero_alpha_channels=zero_alpha,
-                           binary_exact_zeros=binary.count_exact_zeros(w), scale_error=worst)  # fmt: skip
+                           binary_exact_zeros=binary.count_exact_zeros(w), scale_error=worst,
+                           dead_channels=int(np.count_nonzero(dead)) if alpha is not None else 0)  # fmt: skip
     return h

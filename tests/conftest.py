@@ -1,5 +1,5 @@
 """Shared fixtures: checkpoints of every documented architecture at full size (random init, fixed
-seed, non-trivial BN statistics), saved in every container variant SPEC §3 lists."""
+seed, non-trivial BN statistics), saved in every container variant README "Models and readers" lists."""
 
 from __future__ import annotations
 

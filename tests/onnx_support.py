@@ -2,7 +2,7 @@
 reference carrying the same dequantized weights (evaluated in float64: see onnx_torch_run), and
 onnxruntime runs.
 
-The reference is built here from the QuantizedModel's codes and parameters (SPEC §4 meanings), not
+The reference is built here from the QuantizedModel's codes and parameters (README "Numerics" meanings), not
 with the writer's own helpers, so a wrong dequantization in the writer cannot hide behind the same
 mistake in the reference.
 """
@@ -66,7 +66,7 @@ def onnx_expected_codes(qm, q) -> np.ndarray:
 
 
 def onnx_dequantized(qm, q):
-    """(weight, bias or None) of quantized layer q as float32, from codes and params (SPEC §4):
+    """(weight, bias or None) of quantized layer q as float32, from codes and params (README "Numerics"):
     affine scale*(q - Z); binary +-1 (or +-alpha_c); ternary alpha_c*t; int32 bias b_q*(m/2^s)/G."""
     codes = onnx_expected_codes(qm, q)
     p = q.params
@@ -92,7 +92,7 @@ def onnx_reference(qm):
 
     from qexport.models import build
 
-    class Threshold(nn.Module):  # BN + sign as the plan's integer thresholds (SPEC §4)
+    class Threshold(nn.Module):  # BN + sign as the plan's integer thresholds (README "Numerics")
         def __init__(self, tau, flip, ndim):
             super().__init__()
             shape = (-1,) + (1,) * (ndim - 2)

@@ -1,4 +1,4 @@
-"""`qexport cifar-bmp` (SPEC §7, issue 7): CIFAR-10/100 pickles -> BMP/PNG, pixel-exact and safe.
+"""`qexport cifar-bmp` (README "CIFAR-10/100 to images", issue 7): CIFAR-10/100 pickles -> BMP/PNG, pixel-exact and safe.
 
 Data comes from tests/cifar_data.py, which writes the original Python 2 protocol-2 format at a
 small size; every expected name, label and pixel is computed from that generator's arrays and the
@@ -69,7 +69,7 @@ def files_under(folder: Path) -> dict[str, bytes]:
 
 
 def expected_flat(made, kind="fine", splits=("train", "test"), limit=None, ext="bmp") -> dict[str, tuple]:
-    """SPEC §7 naming: {split}/{label}_{index}.{ext}, index = position in the split."""
+    """README naming: {split}/{label}_{index}.{ext}, index = position in the split."""
     out = {}
     for split in splits:
         sp = made.splits[split]

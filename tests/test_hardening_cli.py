@@ -1,4 +1,4 @@
-"""Hardening of the command line as users run it (issue 10, SPEC §8): every command in a real
+"""Hardening of the command line as users run it (issue 10, README "Safety"): every command in a real
 subprocess against bad input, bad output places, a full disk and signals mid-export, and every
 command run twice giving byte-identical outputs.
 

@@ -47,7 +47,7 @@ def tensors(draw):
 
 
 def ref_round_channel(values: np.ndarray, bits: int):
-    """SPEC §4 round mode for one channel, scalar Python arithmetic (floats are float64)."""
+    """README "Numerics" round mode for one channel, scalar Python arithmetic (floats are float64)."""
     qmax = 2**bits - 1
     vals = [float(v) for v in values.reshape(-1)]
     wmin, wmax = min(vals), max(vals)

@@ -10,7 +10,7 @@ from conftest import ARCHS, CONTAINERS, VGG_REPO
 from qexport.errors import ArchMismatchError
 from qexport.readers import read_model
 
-# SPEC §3 key layouts, spelled out independently of qexport.models (a sample of keys per arch).
+# README "Models and readers" key layouts, spelled out independently of qexport.models (a sample of keys per arch).
 SPEC_KEYS = {
     "lenet": {"c1.weight": (6, 1, 5, 5), "c3.weight": (16, 6, 5, 5), "c5.weight": (120, 16, 5, 5),
               "f6.weight": (84, 120), "output.weight": (10, 84), "output.bias": (10,)},

@@ -2,7 +2,7 @@
  * lenet_int.c -- C99 reference of seed 002's integer LeNet forward pass, built on the header that
  * `qexport cheader --bits 8 lenet.pth` emits (identifier prefix "lenet", the default for LeNet).
  *
- * Every layer (SPEC section 4, qexport.quantize.reference.lenet_forward_int):
+ * Every layer (README "Numerics", qexport.quantize.reference.lenet_forward_int):
  *     acc = sum x * (w_q - Z) + b_q                      (int64)
  *     y   = (acc * m) >> s                               (64-bit product, floor shift)
  * then ReLU and a 2x2 average pool (sum + 2) >> 2 after c1 and c3; no ReLU after c5, f6, output.

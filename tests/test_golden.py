@@ -114,7 +114,7 @@ def lenet_c(tmp_path, images, *cheader_args):
     """Every stage from tests/c/lenet_int.c built with gcc on `qexport cheader` for the same plan."""
     header = tmp_path / "c" / "lenet.h"
     header.parent.mkdir()
-    r = run_cli("cheader", LENET, "-o", header, *cheader_args)
+    r = run_cli("cheader", LENET, "-o", header, *(cheader_args or ("--plan", "seed")))  # golden's default plan
     assert r.returncode == 0, r.stderr
     return run_lenet_c(header, images)
 
@@ -317,7 +317,7 @@ def _check_binary_layer(qm, name, got, x_float, y_float, pre_sign):
     layer = qm.model.layer(name)
     q = qm.quant_layer(name)
     t = qm.tensor(q.weight)
-    opts = qm.plan.options
+    opts = qm.encoding  # the word size and layout the golden command was given
     codes = pack.from_layout(t.data, t.layout if t.layout in ("oihw", "ohwi") else "oihw",
                              qm.model.tensors[q.weight].shape)  # fmt: skip
     assert x_float.dtype == torch.float64  # the reference ran in float64
@@ -374,7 +374,7 @@ def test_vgg_binary_golden_popcount(tmp_path, checkpoint):
     out = tmp_path / "g"
     golden_cli(ckpt, "-i", tmp_path / "x.npy", "-o", out)
     got, manifest = load_npy_folder(out)
-    qm = quantize(load_model(ckpt), plan_options_from(plan="seed"))
+    qm = arrange(quantize(load_model(ckpt), plan_options_from(plan="seed")), encode_options_from())
     names = ["features.3", "features.7", "features.10", "features.14", "features.17", "classifier.0"]
     assert [s["layer"] for s in manifest["stages"] if s["name"].endswith(".popcount")] == names
     net = _float_model(qm)

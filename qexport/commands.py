@@ -15,6 +15,14 @@ def _split(kw: dict) -> tuple[dict, dict]:
     return plan, kw
 
 
+def assumed_network(computes: bool, arch: str, writer_kw: dict) -> tuple[str, ...]:
+    """What qexport assumed about the network, for an output that computes with it (ONNX, golden)
+    from qexport's own module rather than yours (--model-def)."""
+    from .graph.documented import ASSUMPTIONS
+
+    return (ASSUMPTIONS[arch],) if computes and arch in ASSUMPTIONS and not writer_kw.get("model_def") else ()
+
+
 def writer_command(name: str) -> click.Command:
     from . import registry
 
@@ -26,10 +34,14 @@ def writer_command(name: str) -> click.Command:
         from .report import format_report
 
         plan_kw, writer_kw = _split(kw)
+        if writer_kw.get("model_def"):
+            from .graph.modeldef import WARNING, parse_spec
+
+            click.echo(WARNING.format(file=parse_spec(writer_kw["model_def"]).file), err=True)
         outs, qmodel = export(name, model, output, writer_options=writer_kw, **plan_kw)
         if not model:
             click.echo(f"qexport: using {qmodel.model.source.name}", err=True)
-        print_notes(qmodel.model.notes + qmodel.notes)
+        print_notes(qmodel.model.notes + qmodel.notes + assumed_network(writer.needs_graph, qmodel.arch, writer_kw))
         if plan_kw.get("verbose"):
             click.echo(format_report(qmodel), err=True)
         click.echo(f"qexport: wrote {' and '.join(map(str, outs))}", err=True)

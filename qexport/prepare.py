@@ -67,6 +67,9 @@ def options_text(kw: dict, defaults: dict | None = None) -> str:
         if key in defaults and str(value) == str(defaults[key]):  # click Choices arrive as str
             continue
         flag = "--" + key.replace("_", "-")
+        if key == "model_def":  # the file's base name only: outputs never embed a path
+            head, sep, tail = str(value).partition(".py:")
+            value = Path(head + ".py").name + ":" + tail if sep else Path(str(value)).name
         if value is True:
             parts.append(flag)
         elif isinstance(value, dict):

@@ -80,7 +80,9 @@ def golden_cmd(model, inputs, samples, output, fmt, layers, **kw):
     out, g, qmodel = golden(model, inputs, output, fmt, samples, layers, **kw)
     if not model:
         click.echo(f"qexport: using {qmodel.model.source.name}", err=True)
-    print_notes(qmodel.model.notes + qmodel.notes + tuple(g.notes))
+    from ..commands import assumed_network
+
+    print_notes(qmodel.model.notes + qmodel.notes + tuple(g.notes) + assumed_network(True, qmodel.arch, {}))
     if kw.get("report"):
         write_report(qmodel, kw["report"])
     if kw.get("verbose"):

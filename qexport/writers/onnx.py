@@ -85,10 +85,10 @@ def _text(s: str) -> str:
     return str(s).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def metadata(qmodel: QuantizedModel) -> list[tuple[str, str]]:
+def metadata(qmodel: QuantizedModel, shape: tuple[int, ...]) -> list[tuple[str, str]]:
     prov = qmodel.provenance()
     plan = [json_value(layer_record(q)) for q in qmodel.layers]
-    c, h, w = input_shape(qmodel)
+    c, h, w = shape
     return [
         ("qexport.generator", _text(prov["generator"])),
         ("qexport.version", __version__),
@@ -171,7 +171,7 @@ def post_process(model_proto, qmodel: QuantizedModel, replacements):
     return model_proto
 
 
-def _strip_and_stamp(model_proto, qmodel: QuantizedModel) -> None:
+def _strip_and_stamp(model_proto, qmodel: QuantizedModel, shape: tuple[int, ...]) -> None:
     model_proto.producer_name = "qexport"
     model_proto.producer_version = __version__
     model_proto.domain = ""
@@ -183,7 +183,7 @@ def _strip_and_stamp(model_proto, qmodel: QuantizedModel) -> None:
         if not node.doc_string.startswith("qexport:"):
             node.doc_string = ""  # never a source path or stack trace from the exporter
     del model_proto.metadata_props[:]
-    for key, value in metadata(qmodel):
+    for key, value in metadata(qmodel, shape):
         model_proto.metadata_props.append(_entry(key, value))
 
 
@@ -195,8 +195,20 @@ def _entry(key: str, value: str):
     return e
 
 
-def to_onnx(qmodel: QuantizedModel, opset: int | None = None):
-    """The ModelProto for a QuantizedModel (checked with onnx.checker, full check)."""
+def user_module(qmodel: QuantizedModel, model_def: str):
+    """(your module from --model-def with the checkpoint's tensors loaded strictly, its input shape)."""
+    from ..graph.modeldef import input_shape_for, load_model_def, load_state
+
+    module, spec, file_module = load_model_def(model_def)
+    where = f"{spec.file}:{spec.name}"
+    load_state(module, qmodel.model.tensors, where)  # names the keys and shapes that do not fit
+    shape, _ = input_shape_for(module, file_module, qmodel.model.arch, where)
+    return module, tuple(shape)
+
+
+def to_onnx(qmodel: QuantizedModel, opset: int | None = None, model_def: str | None = None):
+    """The ModelProto for a QuantizedModel (checked with onnx.checker, full check); the graph is
+    qexport's module for the architecture, or yours with model_def ("FILE.py:NAME[(k=v)]")."""
     _check_supported(qmodel)
     opset = choose_opset(qmodel, opset)
     try:
@@ -207,14 +219,15 @@ def to_onnx(qmodel: QuantizedModel, opset: int | None = None):
         raise DependencyMissing(f"`qexport onnx` needs the Python package {exc.name!r}: "
                                 f"pip install {exc.name}") from exc
 
-    module, replacements = build_module(qmodel)
-    raw = torch_export(module, input_shape(qmodel), min(opset, TORCH_MAX_OPSET))
+    module, shape = user_module(qmodel, model_def) if model_def else (None, input_shape(qmodel))
+    module, replacements = build_module(qmodel, module)
+    raw = torch_export(module, shape, min(opset, TORCH_MAX_OPSET))
     proto = onnx.load_from_string(raw)
     if opset > TORCH_MAX_OPSET:
         proto = version_converter.convert_version(proto, opset)
     proto.ir_version = IR_VERSION[opset]
     proto = post_process(proto, qmodel, replacements)
-    _strip_and_stamp(proto, qmodel)
+    _strip_and_stamp(proto, qmodel, shape)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -222,8 +235,8 @@ def to_onnx(qmodel: QuantizedModel, opset: int | None = None):
     return proto
 
 
-def write(encoded: EncodedModel, path: Path, opset: int | None = None) -> None:
-    proto = to_onnx(encoded.quantized, opset)  # the graph computes with the canonical arrays
+def write(encoded: EncodedModel, path: Path, opset: int | None = None, model_def: str | None = None) -> None:
+    proto = to_onnx(encoded.quantized, opset, model_def)  # the graph computes with the canonical arrays
     data = proto.SerializeToString(deterministic=True)
     with atomic_file(path, "wb") as fh:
         fh.write(data)
@@ -233,6 +246,10 @@ OPTIONS = (
     click.Option(["--opset"], type=click.IntRange(MIN_OPSET, MAX_OPSET), default=None, metavar="N",
                  help=f"ONNX opset {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET}; {UINT16_OPSET} when affine "
                       f"codes are wider than 8 bits, which needs it)."),
+    click.Option(["--model-def", "model_def"], metavar="FILE.py:NAME[(k=v,...)]", default=None,
+                 help="Export YOUR module (a class or a function returning an nn.Module; runs your code) "
+                      "instead of qexport's module for the architecture; the checkpoint must load into it "
+                      "exactly. README \"The network graph\"."),
 )  # fmt: skip
 
 WRITER = WriterPlugin(

@@ -91,7 +91,7 @@ def _threshold_module_class():
     return BnnThreshold
 
 
-def build_module(qmodel: QuantizedModel):
+def build_module(qmodel: QuantizedModel, module=None):
     """qexport's torch module for the architecture, computing with the dequantized weights.
 
     Returns (module, replacements): per quantized layer, (kind, initializer name, layer, payload) for
@@ -103,7 +103,7 @@ def build_module(qmodel: QuantizedModel):
     from ..models import build
 
     model = qmodel.model
-    module = build(model.arch, dict(model.config))
+    module = build(model.arch, dict(model.config)) if module is None else module  # yours with --model-def
     threshold_cls = None
     values: dict[str, np.ndarray] = {}
     for t in qmodel.tensors:  # kept-float tensors, canonical (PyTorch) order

@@ -13,6 +13,8 @@ reader: tensors only).
 from __future__ import annotations
 
 import functools
+import sys
+from types import SimpleNamespace
 from dataclasses import replace
 
 from ..errors import GraphError
@@ -52,7 +54,7 @@ def _graph_of_instance(model: Model, module):
 
     from torch import nn
 
-    from .modeldef import load_state
+    from .modeldef import input_shape_for, load_state
     from .trace import trace_module
 
     if not isinstance(module, nn.Module):
@@ -60,13 +62,10 @@ def _graph_of_instance(model: Model, module):
     module = copy.deepcopy(module).eval()  # the caller's module is never changed
     where = f"model_def {type(module).__name__}"
     load_state(module, model.tensors, where)
-    shape = getattr(module, "input_shape", None)
-    if shape is None:
-        from ..models import INPUT_SHAPES
-
-        shape = INPUT_SHAPES.get(model.arch)
-    if shape is None:
-        raise GraphError(f"{where}: the input shape is unknown; set input_shape = (C, H, W) on the module")
+    # the file's INPUT_SHAPE: the globals of the class's forward are that file's namespace
+    file_globals = getattr(type(module).forward, "__globals__", None)
+    owner = SimpleNamespace(**file_globals) if file_globals else sys.modules.get(type(module).__module__)
+    shape, _ = input_shape_for(module, owner, model.arch, where)
     graph = trace_module(module, tuple(int(d) for d in shape), origin=f"module {type(module).__name__}", where=where)
     return graph, module
 

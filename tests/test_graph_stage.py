@@ -223,3 +223,14 @@ def test_golden_refuses_a_sigmoid_lenet_naming_the_node(netdir, tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert "node sigmoid is sigmoid where seed 002's LeNet has relu" in last, last
     assert not (tmp_path / "g").exists()
+
+
+def test_a_torch_export_program_is_refused_unread(tmp_path):
+    """torch.export.load would unpickle (weights_only=False): a .pt2 is named and refused."""
+    program = torch.export.export(torch.nn.Sequential(torch.nn.Linear(4, 2)), (torch.zeros(1, 4),))
+    torch.export.save(program, tmp_path / "m.pt2")
+    r = run_cli("npy", tmp_path / "m.pt2", "-o", tmp_path / "out")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert "a torch.export program (.pt2)" in line and "--model-def" in line
+    assert not (tmp_path / "out").exists()

@@ -265,6 +265,9 @@ def test_flat_folder_with_cifar_bmp_names_and_plain_names(tmp_path):
     for i in order:
         _save(tmp_path / "plain" / f"img{i:02d}.png", imgs[i])
     check(load_data(tmp_path / "plain"), imgs)
+    _save(tmp_path / "plain" / "zz.png", pixels(1, 9, 9))  # another size, but past the limit
+    check(load_data(tmp_path / "plain", limit=12), imgs)
+    assert "zz.png" in fails(tmp_path / "plain", name="zz.png")
 
 
 def test_cifar_bmp_output_reads_back(tmp_path):

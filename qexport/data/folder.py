@@ -10,8 +10,8 @@ Labels, by the folder's structure:
   index order;
 * flat with other names: no labels, images sorted by name.
 
-Only `.bmp` / `.png` files are read (case-insensitive); other files and hidden entries are left
-alone.  Every image must have the mode (L = 1 channel, RGB = 3) and size of the first one.
+Only `.bmp` / `.png` files are read (case-insensitive), one level deep; other files, deeper
+folders and hidden entries are left alone.  Every image must have the mode (L = 1 channel, RGB = 3) and size of the first one.
 """
 
 from __future__ import annotations
@@ -96,13 +96,16 @@ def _open(path: Path, image_module):
         raise InputError(f"{path}: not a readable image ({exc})") from None
 
 
-def read_folder(folder: Path):
-    """-> (images N x C x H x W, labels or None, classes or None)."""
+def read_folder(folder: Path, limit: int | None = None):
+    """-> (images N x C x H x W, labels or None, classes or None); only the first `limit` images
+    are decoded (the names of all are still checked)."""
     try:
         from PIL import Image
     except ImportError:
         raise DependencyMissing("reading a folder of images needs Pillow: pip install pillow") from None
     files, labels, classes = _listing(folder)
+    if limit is not None:
+        files, labels = files[:limit], labels[:limit] if labels is not None else None
     first, mode = _open(files[0], Image)
     h, w = first.shape[:2]
     images = np.empty((len(files), MODES[mode], h, w), np.uint8)

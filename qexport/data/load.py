@@ -84,7 +84,7 @@ def load_data(path: str | os.PathLike, channels: int | None = None, size=None, l
         if cifar.is_cifar_folder(path):
             images, labels, classes = cifar.read_source(path, limit)
         else:
-            images, labels, classes = folder.read_folder(path)
+            images, labels, classes = folder.read_folder(path, limit)
     elif path.is_file():
         images, labels, classes = _read_file(path, channels, hw, limit)
     elif path.exists():

@@ -23,6 +23,7 @@ COMMANDS = {
     "inspect": ("qexport.commands:inspect_cmd", "Show architecture, tensors, plan and sizes of a checkpoint."),
     "formats": ("qexport.commands:formats_cmd", "List reader and writer plugins (built-in and third-party)."),
     "golden": ("qexport.golden:golden_cmd", "Per-layer integer activations (golden vectors) for RTL/firmware checks."),
+    "eval": ("qexport.integer.command:eval_cmd", "Top-1 of the float and the integer network on labelled images."),
     "cifar-bmp": ("qexport.cifar_cli:cifar_bmp_cmd", "Convert CIFAR-10/100 python pickles to BMP or PNG images."),
 }
 

@@ -120,10 +120,10 @@ def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
     return QuantPlan(tuple(plans), opts)
 
 
-def seed_unless_asked(plan_kw: dict) -> str | None:
+def seed_unless_asked(plan_kw: dict, what: str = "golden vectors") -> str | None:
     """Golden vectors are integers: without --bits or --plan, `golden` uses --plan seed (set in
     plan_kw, so the provenance records it); returns the note saying so, or None."""
     if plan_kw.get("bits") is not None or plan_kw.get("plan"):
         return None
     plan_kw["plan"] = "seed"
-    return "golden vectors need integers and neither --bits nor --plan was given: using --plan seed"
+    return f"{what} need integers and neither --bits nor --plan was given: using --plan seed"

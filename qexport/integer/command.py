@@ -1,0 +1,87 @@
+"""`qexport eval MODEL --data DATA [--calibrate DATA]`: top-1 of the float network as trained, of
+the float network the plan stands for, and of the integer graph (README "Integer inference")."""
+
+from __future__ import annotations
+
+import click
+
+from ..options import model_argument, plan_options
+
+
+def evaluate(model_path=None, data=None, calibration_data=None, calibration_samples: int = 256,
+             percentile: float | None = None, mean: str | None = None, std: str | None = None,
+             samples: int | None = None, **plan_kw) -> dict:  # fmt: skip
+    """Library entry point: {"samples", "float", "planned", "integer", "notes", "graph"} (accuracies
+    as fractions; None without labels)."""
+    import numpy as np
+
+    from ..data import load_data, parse_normalisation
+    from ..errors import UsageError
+    from ..graph.execute import run_graph
+    from ..graph.stage import model_graph
+    from ..prepare import prepare
+    from ..quantize.plan import seed_unless_asked
+    from .calibrate import calibrate, normalised
+    from .lower import lower
+    from .network import planned_network
+    from .run import run_integer
+
+    if not data:
+        raise UsageError("give --data DATA (images with labels: .npy/.npz, an image folder, CIFAR or MNIST files)")
+    seed_note = seed_unless_asked(plan_kw, "the integer graph's weights")
+    prepared = prepare(model_path, command="eval", plan_kw=plan_kw, needs_graph=True)
+    qmodel = prepared.quantized
+    graph = model_graph(qmodel.model)
+    channels, *size = graph.input_shape
+    m, s = parse_normalisation(mean, std, channels)
+    evaluation = load_data(data, channels=channels, size=tuple(size), limit=samples)
+    cal_set = load_data(calibration_data or data, channels=channels, size=tuple(size), limit=calibration_samples)
+    cal = calibrate(qmodel, cal_set.images, m, s, percentile=percentile)
+    igraph = lower(qmodel, cal)
+    x = evaluation.images
+    float_logits = run_graph(graph, {k: np.asarray(v) for k, v in qmodel.model.tensors.items()},
+                             normalised(x, m, s))[graph.output]  # fmt: skip
+    pgraph, state = planned_network(qmodel)
+    planned_logits = run_graph(pgraph, state, normalised(x, m, s))[pgraph.output]
+    codes = run_integer(igraph, x)[igraph.output].reshape(x.shape[0], -1)
+    y = evaluation.labels
+
+    def top1(pred):
+        return None if y is None else float(np.mean(pred == y))
+
+    notes = ((seed_note,) if seed_note else ()) + qmodel.model.notes + qmodel.notes
+    if not calibration_data:
+        notes += (f"calibrated on the first {cal.samples} images of the evaluation data; give --calibrate for "
+                  f"separate calibration data",)  # fmt: skip
+    return {"samples": int(x.shape[0]), "float": top1(float_logits.argmax(1)), "planned": top1(planned_logits.argmax(1)),
+            "integer": top1(codes.argmax(1)), "notes": notes, "assumption": qmodel.model.assumption,
+            "calibration_samples": cal.samples}  # fmt: skip
+
+
+@click.command("eval")
+@model_argument
+@click.option("--data", metavar="DATA", help="Evaluation images with labels (.npy/.npz, image folder, CIFAR, MNIST).")
+@click.option("--calibrate", "calibration_data", metavar="DATA", help="Calibration images (default: --data).")
+@click.option("--calibration-samples", type=click.IntRange(1), default=256, show_default=True,
+              help="Calibrate on the first N images.")
+@click.option("--percentile", type=float, default=None, metavar="P",
+              help="Calibrate each node to its P-th percentile range (e.g. 99.99) instead of min/max.")
+@click.option("--mean", default=None, metavar="M[,M,M]", help="Normalisation mean per channel, 0..1 pixel scale.")
+@click.option("--std", default=None, metavar="S[,S,S]", help="Normalisation std per channel, 0..1 pixel scale.")
+@click.option("-n", "--samples", type=click.IntRange(1), default=None, help="Evaluate the first N images.")
+@plan_options
+def eval_cmd(model, **kw):
+    """Top-1 accuracy of the float network, of the plan's dequantized network and of the integer
+    graph (uint8 activations calibrated on real data) on labelled images."""
+    from ..export import print_notes
+
+    result = evaluate(model, **kw)
+    print_notes(result["notes"] + ((result["assumption"],) if result["assumption"] else ()))
+
+    def text(v):
+        return "n/a (no labels)" if v is None else f"{100 * v:.2f} %"
+
+    click.echo(f"images:            {result['samples']} (calibrated on {result['calibration_samples']})")
+    click.echo(f"float (as trained): {text(result['float'])}")
+    click.echo(f"float (plan):       {text(result['planned'])}")
+    click.echo(f"integer graph:      {text(result['integer'])}")

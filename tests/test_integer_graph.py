@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import LENET, digits_test_split, make_state
-from onnx_support import onnx_qmodel
+from onnx_support import onnx_qmodel, onnx_reference
 from qexport.errors import PlanError
 from qexport.graph.execute import run_graph
 from qexport.integer.calibrate import calibrate, normalised
@@ -181,3 +181,38 @@ def test_sigmoid_and_tanh_through_tables_follow_the_float_network(tmp_path, lene
     for node in ig.nodes:
         real, want = node.out.real(codes[node.name]), ref[node.source[-1] if node.source else node.name]
         assert np.abs(real - want).max() <= 0.03 * (np.ptp(want) + 1e-12), node.name
+
+
+def test_golden_vectors_of_every_integer_node(tmp_path):
+    """`golden --calibrate`: one uint8 stage per integer node with its scale and zero point; each
+    stage's value S (q - Z) follows the module's own float64 outputs (forward hooks on the test's
+    torch transcription with the dequantized weights), and the prediction is the output's argmax."""
+    import json
+
+    from conftest import FIXTURES, run_cli
+
+    out = tmp_path / "g"
+    r = run_cli("golden", LENET, "-i", FIXTURES / "digits_test.npz", "-n", "16", "--bits", "8",
+                "--calibrate", FIXTURES / "digits_test.npz", "--calibration-samples", "64", "-o", out)
+    assert r.returncode == 0, r.stderr
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["kind"] == "integer-graph" and "--calibrate digits_test.npz" in man["provenance"]["options"]
+    stages = {s["name"]: s for s in man["stages"]}
+    assert [s["name"] for s in man["stages"]] == ["input", "c1", "s2", "c3", "s4", "c5", "flatten", "f6", "output",
+                                                   "prediction", "label"]  # fmt: skip
+    qm = onnx_qmodel(LENET, bits=8)
+    ref = onnx_reference(qm).double().eval()
+    x, _ = digits_test_split()
+    want = {}
+    for name in ("c1", "s2", "c3", "s4", "c5", "f6", "output"):
+        ref.get_submodule(name).register_forward_hook(lambda m, a, o, n=name: want.__setitem__(n, o.numpy()))
+    with torch.no_grad():
+        ref(torch.from_numpy(normalised(x[:16, None], 0.0, 1.0)))
+    want["c1"], want["c3"] = np.maximum(want["c1"], 0), np.maximum(want["c3"], 0)  # the fused ReLUs
+    for name, expected in want.items():
+        a = np.load(out / stages[name]["file"])
+        assert a.dtype == np.uint8 and a.shape == expected.shape, name
+        real = stages[name]["attrs"]["scale"] * (a.astype(np.float64) - stages[name]["attrs"]["zero_point"])
+        assert np.abs(real - expected).max() <= 0.03 * np.ptp(expected), name
+    pred = np.load(out / stages["prediction"]["file"])
+    np.testing.assert_array_equal(pred, np.load(out / stages["output"]["file"]).argmax(axis=1))

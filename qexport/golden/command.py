@@ -37,8 +37,10 @@ def golden_vectors(qmodel: QuantizedModel, inputs: Inputs, layers=(), encoding: 
 
 
 def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: int | None = None, layers=(),
-           **plan_kw):  # fmt: skip
-    """Library entry point: (output folder, Golden, QuantizedModel)."""
+           calibration_data=None, calibration_samples: int = 256, percentile: float | None = None,
+           mean: str | None = None, std: str | None = None, **plan_kw):  # fmt: skip
+    """Library entry point: (output folder, Golden, QuantizedModel).  With calibration_data: the
+    integer graph's golden vectors, every node (README "Integer inference")."""
     from dataclasses import replace
 
     from ..encode.options import encode_options_from
@@ -51,14 +53,30 @@ def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: i
     encoding = encode_options_from(**plan_kw)
     out = Path(output) if output else Path(checkpoint_stem(model_path) + "_golden")
     seed_note = seed_unless_asked(plan_kw)  # golden vectors are integers: --plan seed unless asked
+    cal_kw = {"calibrate": calibration_data and Path(calibration_data).name, "percentile": percentile,
+              "mean": mean, "std": std, "calibration_samples": calibration_samples if calibration_data else None}
     prepared = prepare(model_path, command="golden", plan_kw=plan_kw, outputs=(out,), needs_graph=True,
-                       text_kw={**plan_kw, "format": fmt, "layer": tuple(layers)})  # fmt: skip
+                       text_kw={**plan_kw, "format": fmt, "layer": tuple(layers), **cal_kw})  # fmt: skip
     qmodel = prepared.quantized
     qmodel = replace(qmodel, notes=(seed_note,) + qmodel.notes) if seed_note else qmodel
     from ..graph.stage import network_input_shape
 
-    data = load_inputs(inputs, samples, network_input_shape(qmodel.model), qmodel.model.graph_origin or qmodel.arch)
-    g = golden_vectors(qmodel, data, tuple(layers), encoding)
+    shape = network_input_shape(qmodel.model)
+    data = load_inputs(inputs, samples, shape, qmodel.model.graph_origin or qmodel.arch)
+    if calibration_data:
+        from ..data import load_data, parse_normalisation
+        from ..integer.calibrate import calibrate
+        from .integer import integer_golden
+
+        if layers:
+            raise UsageError("--layer selects binary layers; the integer graph's golden vectors give every node")
+        m, s = parse_normalisation(mean, std, shape[0])
+        cal_set = load_data(calibration_data, channels=shape[0], size=tuple(shape[1:]), limit=calibration_samples)
+        g = integer_golden(qmodel, data, calibrate(qmodel, cal_set.images, m, s, percentile=percentile))
+    elif mean or std or percentile is not None:
+        raise UsageError("--mean, --std and --percentile shape the integer graph: give --calibrate DATA too")
+    else:
+        g = golden_vectors(qmodel, data, tuple(layers), encoding)
     write_golden(qmodel, g, out, fmt)
     return out, g, qmodel
 
@@ -76,13 +94,22 @@ def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: i
               help="npy: one .npy per stage; mem: one $readmemh .mem per stage; cheader: golden.h.")
 @click.option("--layer", "layers", multiple=True, metavar="GLOB",
               help="Binary architectures: only the binary layers matching GLOB (repeatable; default: all).")
+@click.option("--calibrate", "calibration_data", metavar="DATA",
+              help="Golden vectors of the integer graph, every node, calibrated on DATA (README \"Integer inference\").")
+@click.option("--calibration-samples", type=click.IntRange(1), default=256, show_default=True,
+              help="Calibrate on the first N images of DATA.")
+@click.option("--percentile", type=float, default=None, metavar="P", help="Percentile ranges instead of min/max.")
+@click.option("--mean", default=None, metavar="M[,M,M]", help="Normalisation mean per channel, 0..1 pixel scale.")
+@click.option("--std", default=None, metavar="S[,S,S]", help="Normalisation std per channel, 0..1 pixel scale.")
 @plan_options
-def golden_cmd(model, inputs, samples, output, fmt, layers, **kw):
+def golden_cmd(model, inputs, samples, output, fmt, layers, calibration_data, calibration_samples, percentile, mean,
+               std, **kw):  # fmt: skip
     """Golden vectors: per-layer integer activations of the reference pass (LeNet) or the
     XNOR/popcount outputs of binary layers, for checking firmware or RTL layer by layer."""
     from ..export import print_notes, write_report
 
-    out, g, qmodel = golden(model, inputs, output, fmt, samples, layers, **kw)
+    out, g, qmodel = golden(model, inputs, output, fmt, samples, layers, calibration_data, calibration_samples,
+                            percentile, mean, std, **kw)  # fmt: skip
     if not model:
         click.echo(f"qexport: using {qmodel.model.source.name}", err=True)
     from ..commands import assumed_network
@@ -97,6 +124,6 @@ def golden_cmd(model, inputs, samples, output, fmt, layers, **kw):
     n = int(g.inputs.images.shape[0])
     if g.accuracy is not None:
         click.echo(f"qexport: golden: {n} input(s), accuracy {g.accuracy:.4f} against the labels "
-                   f"({'integer pass' if g.kind == 'lenet-integer' else 'float model, dequantized weights'})",
+                   f"({'float model, dequantized weights' if g.kind == 'binary-popcount' else 'integer pass'})",
                    err=True)  # fmt: skip
     click.echo(f"qexport: wrote {out} ({len(g.stages)} stages, {n} input(s))", err=True)

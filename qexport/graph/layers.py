@@ -99,7 +99,9 @@ def _layer(graph: Graph, users, node: Node, state: Mapping[str, Any]) -> Layer:
         pooled = [n for n in chain if n.op != "max_pool2d"]
         if pooled and pooled[0].op == "batch_norm":
             attrs["bn"] = _layer_name(pooled[0])
-            attrs["bn_direct"] = chain[0] is pooled[0]
+            # foldable into the weights only when direct and the forward uses the weights as they
+            # are: a layer that binarizes its weights would binarize the folded ones again
+            attrs["bn_direct"] = chain[0] is pooled[0] and not node.op.startswith("binary_")
         if ends is not None and ends.attrs.get("binarize_input") and "sign" not in follows:
             follows.append("sign")  # the next layer binarizes its input inside its own forward
         if node.inputs and node.inputs[0] != "input" and graph.node(node.inputs[0]).op == "channel_shuffle":

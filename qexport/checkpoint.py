@@ -70,6 +70,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 TORCHSCRIPT_MEMBER = re.compile(r"[^/]+/(code/|constants\.pkl$)")
+PT2_MEMBER = re.compile(r"[^/]+/(archive_format|models/[^/]+\.json)$")  # torch.export.save
 
 
 def refuse_torchscript(path: Path) -> None:
@@ -80,6 +81,12 @@ def refuse_torchscript(path: Path) -> None:
             names = zf.namelist()
     except Exception:  # a corrupt archive: torch.load reports it below
         return
+    if any(PT2_MEMBER.match(n) for n in names):  # README "The network graph": .pt2 is not read
+        raise UnsafeInputError(
+            f"{path}: refused: a torch.export program (.pt2); torch.export.load falls back to unpickling "
+            f"(weights_only=False), so qexport does not read it; save the weights with "
+            f"torch.save(model.state_dict(), 'weights.pth') and give --model-def FILE.py:NAME for the module"
+        )
     if any(TORCHSCRIPT_MEMBER.match(n) for n in names):
         raise UnsafeInputError(
             f"{path}: refused: a TorchScript archive (torch.jit.save), which holds code that qexport will not "

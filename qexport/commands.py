@@ -15,12 +15,10 @@ def _split(kw: dict) -> tuple[dict, dict]:
     return plan, kw
 
 
-def assumed_network(computes: bool, arch: str, writer_kw: dict) -> tuple[str, ...]:
-    """What qexport assumed about the network, for an output that computes with it (ONNX, golden)
-    from qexport's own module rather than yours (--model-def)."""
-    from .graph.documented import ASSUMPTIONS
-
-    return (ASSUMPTIONS[arch],) if computes and arch in ASSUMPTIONS and not writer_kw.get("model_def") else ()
+def assumed_network(model) -> tuple[str, ...]:
+    """What qexport assumed about the network (a documented architecture without --model-def), as a
+    note every command prints; the same text is in every output's provenance."""
+    return (model.assumption,) if model.assumption else ()
 
 
 def writer_command(name: str) -> click.Command:
@@ -34,14 +32,10 @@ def writer_command(name: str) -> click.Command:
         from .report import format_report
 
         plan_kw, writer_kw = _split(kw)
-        if writer_kw.get("model_def"):
-            from .graph.modeldef import WARNING, parse_spec
-
-            click.echo(WARNING.format(file=parse_spec(writer_kw["model_def"]).file), err=True)
         outs, qmodel = export(name, model, output, writer_options=writer_kw, **plan_kw)
         if not model:
             click.echo(f"qexport: using {qmodel.model.source.name}", err=True)
-        print_notes(qmodel.model.notes + qmodel.notes + assumed_network(writer.needs_graph, qmodel.arch, writer_kw))
+        print_notes(qmodel.model.notes + qmodel.notes + assumed_network(qmodel.model))
         if plan_kw.get("verbose"):
             click.echo(format_report(qmodel), err=True)
         click.echo(f"qexport: wrote {' and '.join(map(str, outs))}", err=True)
@@ -59,29 +53,24 @@ def writer_command(name: str) -> click.Command:
 @model_argument
 @plan_options
 @click.option("--graph", "show_graph", is_flag=True,
-              help="Print the network graph traced from the module that defines it (README \"The network graph\").")
-@click.option("--model-def", metavar="FILE.py:NAME[(k=v,...)]",
-              help="Your own module defining the network (a class or a function returning an nn.Module); "
-                   "implies --graph.  Runs the code of FILE.py.")
-def inspect_cmd(model, show_graph=False, model_def=None, **kw):
-    """Show the detected architecture, every tensor, the plan that would apply and the sizes."""
+              help="Print only the network graph (README \"The network graph\").")
+def inspect_cmd(model, show_graph=False, **kw):
+    """Show the detected architecture, every tensor, the plan that would apply, the sizes and the
+    network graph (traced from the module that defines it)."""
+    from .graph.command import graph_report
     from .inspect_model import inspect_text
     from .prepare import find_default_model, plan_options_from, prepare
 
     path = Path(model) if model else find_default_model()
     if not model:
         click.echo(f"qexport: using {path.name}", err=True)
-    if model_def:
-        from .graph.modeldef import WARNING, parse_spec
-
-        click.echo(WARNING.format(file=parse_spec(model_def).file), err=True)
     prepared = prepare(path, command="inspect", plan_kw=kw, quantize_model=False)
-    if show_graph or model_def:
-        from .graph.command import graph_report
-
-        click.echo(graph_report(prepared.model, model_def))
+    if show_graph:
+        click.echo(graph_report(prepared.model))
         return
     click.echo(inspect_text(prepared.model, plan_options_from(**kw)))
+    if prepared.model.has_graph:
+        click.echo("\n" + graph_report(prepared.model, header=False))
     if kw.get("verbose") or kw.get("report"):
         from .export import print_notes, write_report
         from .prepare import options_text, quantize

@@ -3,6 +3,10 @@ hand to a writer.  The CLI only parses options and turns QexportError into one-l
 
     from qexport.export import export
     export("cheader", "model.pth", "model.h", bits=8)
+    export("onnx", "model.pth", "model.onnx", model_def="net.py:LeNet")   # or model_def=my_module
+
+`model_def` (README "The network graph") runs your code: a "FILE.py:NAME[(k=v)]" text or an
+nn.Module instance (copied, never changed) whose traced graph is the network.
 """
 
 from __future__ import annotations

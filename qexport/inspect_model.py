@@ -40,11 +40,12 @@ def inspect_text(model: Model, options: PlanOptions) -> str:
         lines.append(f"{name:<44} {str(tuple(a.shape)):<20} {str(a.dtype):<8} {lo:>12} {hi:>12}")
     lines.append("")
     trained = as_trained(options) and not model.integer_codes  # the default export quantizes nothing
-    plan = make_plan(model, replace(options, plan="seed") if trained else options)
+    seeded = trained and bool(model.default_plan)  # a network without a seed plan shows it as trained
+    plan = make_plan(model, replace(options, plan="seed") if seeded else options)
     planned = {p.layer: p for p in plan.layers}
     folded_into = {layer.attrs.get("bn"): layer.name for layer in model.layers
                    if planned.get(layer.name) and planned[layer.name].fold_bn and layer.attrs.get("bn")}  # fmt: skip
-    lines.append(f"{'layer':<36} {'kind':<7} {'with --plan seed' if trained else 'plan':<34} follows")
+    lines.append(f"{'layer':<36} {'kind':<7} {'with --plan seed' if seeded else 'plan':<34} follows")
     for layer in model.layers:
         p = planned.get(layer.name)
         if p is None:

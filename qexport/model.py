@@ -72,6 +72,13 @@ class Model:
     integer_codes: bool = False  # weights already quantized: pass through, never re-quantize
     has_graph: bool = True  # False for the generic reader
     default_plan: Mapping[str, "LayerPlan"] = field(default_factory=frozen_map)  # set by the reader
+    # Set by the graph stage (qexport.graph.stage, README "The network graph"): where the graph
+    # comes from, what qexport assumed (documented architectures), your traced module's graph and
+    # the module itself (opaque here: this module never imports torch).
+    graph_origin: str = ""
+    assumption: str = ""
+    graph: Any = field(default=None, compare=False, repr=False)
+    module: Any = field(default=None, compare=False, repr=False)
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -229,5 +236,7 @@ class QuantizedModel:
             "source": self.model.source.name,
             "source_sha256": self.model.source.sha256,
             "arch": self.model.arch,
+            **({"graph": self.model.graph_origin} if self.model.graph_origin else {}),
+            **({"assumption": self.model.assumption} if self.model.assumption else {}),
             "options": self.options_text,
         }

@@ -22,6 +22,17 @@ def _parse_scale_shift(ctx, param, values):
     return out
 
 
+MODEL_DEF_WARNING = ("qexport: --model-def runs code from {file} (your own module); the checkpoint itself is read "
+                     "with weights_only=True and runs nothing")  # fmt: skip
+
+
+def _warn_model_def(ctx, param, value):
+    """Said once, when the option is parsed: the one way qexport runs code that is not its own."""
+    if value:
+        click.echo(MODEL_DEF_WARNING.format(file=value.split(".py:")[0] + ".py" if ".py:" in value else value), err=True)
+    return value
+
+
 def model_argument(f):
     return click.argument("model", required=False, type=click.Path(readable=False, path_type=str))(f)
 
@@ -60,6 +71,10 @@ PLAN_OPTIONS = (
     click.option("--report", type=click.Path(readable=False, path_type=str), metavar="FILE.json",
                  help="Write the quantization error report as JSON."),
     click.option("-v", "--verbose", is_flag=True, help="Print the error report table on stderr."),
+    click.option("--model-def", "model_def", metavar="FILE.py:NAME[(k=v,...)]", callback=_warn_model_def,
+                 help="The module that defines the network (a class, or a function returning an nn.Module): its "
+                      "traced graph is the network, its layers are the layers.  RUNS THE CODE OF FILE.py; the "
+                      "checkpoint must load into it exactly.  README \"The network graph\"."),
 )  # fmt: skip
 
 # The options PLAN_OPTIONS defines, by what they shape: the plan (PlanOptions), the encoding
@@ -67,7 +82,7 @@ PLAN_OPTIONS = (
 PLAN_OPTION_NAMES = ("bits", "plan", "per_channel", "alpha", "fold_bn", "only", "keep_float", "mult_bits",
                      "input_gain", "max_scale_error", "zero_point", "scale_shift")  # fmt: skip
 ENCODE_OPTION_NAMES = ("pack", "word_bits", "layout", "ternary_pack")
-RUN_OPTION_NAMES = ("arch", "report", "verbose")
+RUN_OPTION_NAMES = ("arch", "report", "verbose", "model_def")
 SHARED_OPTION_NAMES = PLAN_OPTION_NAMES + ENCODE_OPTION_NAMES + RUN_OPTION_NAMES
 
 

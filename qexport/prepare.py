@@ -67,6 +67,8 @@ def options_text(kw: dict, defaults: dict | None = None) -> str:
         if key in defaults and str(value) == str(defaults[key]):  # click Choices arrive as str
             continue
         flag = "--" + key.replace("_", "-")
+        if key == "model_def" and not isinstance(value, str):  # a library caller's module instance
+            value = f"<module {type(value).__name__}>"
         if key == "model_def":  # the file's base name only: outputs never embed a path
             head, sep, tail = str(value).partition(".py:")
             value = Path(head + ".py").name + ":" + tail if sep else Path(str(value)).name
@@ -85,17 +87,20 @@ def require_graph(model: Model, command: str, path=None) -> None:
     """The one refusal of the graph-less generic reader by a command that needs the layer graph."""
     if not model.has_graph:
         raise CannotHandle(
-            f"{path or model.source.name}: `qexport {command}` needs the layer graph of a documented architecture, and "
-            f"this checkpoint was read by the generic reader; use `qexport npy` or `qexport h5` for its tensors, "
-            f"or --arch to force an architecture"
+            f"{path or model.source.name}: `qexport {command}` needs the network's graph, and this checkpoint is not "
+            f"a documented architecture; give --model-def FILE.py:NAME (the module that defines it), or use "
+            f"`qexport npy` or `qexport h5` for its tensors"
         )
 
 
-def load_model(model_path, arch: str | None = None, needs_graph: bool = False, command: str = "") -> Model:
-    """Read a checkpoint (the reader that claims it, or --arch); refuse a graph-less one if needed."""
+def load_model(model_path, arch: str | None = None, needs_graph: bool = False, command: str = "",
+               model_def=None) -> Model:
+    """Read a checkpoint (the reader that claims it, or --arch), find its graph (your module with
+    model_def, README "The network graph"); refuse a graph-less one if needed."""
+    from .graph.stage import with_graph
     from .readers import read_model
 
-    model = read_model(model_path, arch)
+    model = with_graph(read_model(model_path, arch), model_def)
     if needs_graph:
         require_graph(model, command, model_path)
     return model
@@ -128,7 +133,7 @@ def prepare(model_path, *, command: str, plan_kw: dict, outputs=(), needs_graph:
         for target in (*outputs, plan_kw.get("report")):
             if target:
                 check_output_folder(target)
-    model = load_model(path, plan_kw.get("arch"), needs_graph, command)
+    model = load_model(path, plan_kw.get("arch"), needs_graph, command, plan_kw.get("model_def"))
     if not quantize_model:
         return Prepared(path, model, None)
     text = options_text(plan_kw if text_kw is None else text_kw, text_defaults)

@@ -148,6 +148,13 @@ def check_numerics(module: nn.Module, graph: Graph, seed: int = 0, batch: int = 
     got = run_graph(graph, state, x.numpy())
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+    # qexport's own executor (qexport.graph.execute) against the same torch forward, every node shaped
+    from qexport.graph.execute import run_graph as qexport_run
+
+    values = qexport_run(graph, state, x.numpy())
+    for node in graph.nodes:
+        assert values[node.name].shape[1:] == node.output_shape, (node.name, values[node.name].shape)
+    np.testing.assert_allclose(values[graph.output], expected, rtol=0, atol=1e-9)
     return got
 
 

@@ -124,7 +124,9 @@ def test_plans_and_overrides(checkpoint):
 
 def test_generic_reader_needs_bits(tmp_path):
     torch.save({"a.weight": torch.randn(4, 3), "a.bias": torch.randn(4)}, tmp_path / "g.pt")
-    assert q(tmp_path / "g.pt").layers == ()
+    assert q(tmp_path / "g.pt", plan=None).layers == ()  # as trained
+    with pytest.raises(UsageError, match="no seed plan"):  # --plan seed is not silently "nothing"
+        q(tmp_path / "g.pt")
     qm = q(tmp_path / "g.pt", bits=4)
     assert qm.quant_layer("a").bits == 4 and qm.tensor("a.weight").data.max() <= 15
 

@@ -2,9 +2,10 @@
 
 A golden vector is the exact integer array one stage of the model produces for given input
 images, so an implementation can be compared layer by layer (README "Golden vectors").  Two
-kinds, chosen by the architecture: LeNet's integer reference pass, and the XNOR/popcount data of
-the binary layers of vgg_cifar10_binary / resnet18_bnn.  Other architectures, plans without those
-layers and the graph-less generic reader are refused.
+kinds, chosen by the network's graph: the integer reference pass of seed 002's LeNet graph, and
+the XNOR/popcount data of binary conv/linear layers with binarized input (the binarized VGG and
+ResNet18, or your module through --model-def).  Other graphs, plans without those layers and the
+graph-less generic reader are refused.
 
 Modules:
     stages    Stage / Inputs / Golden, the data built and written; a stage's memory-word encoding

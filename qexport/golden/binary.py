@@ -1,5 +1,5 @@
-"""Binary architectures (VGG, ResNet18 BNN): run the float torch model carrying the *dequantized*
-weights (qexport.models), capture the input of every binary conv/linear layer whose input is
+"""Networks with binary layers (the binarized VGG and ResNet18, or your module): run the network's
+float torch module (qexport.graph.stage.network_module) carrying the *dequantized* weights, capture the input of every binary conv/linear layer whose input is
 binarized (or those matching --layer GLOB) and turn it into popcount stages (popcount.py).  Plus
 `input` (uint8 images) and `prediction` (argmax of the float model, which sees code / G)."""
 
@@ -15,7 +15,6 @@ from ..model import QuantizedModel
 from .popcount import popcount_layer
 from .stages import Golden, Inputs, Stage, add_labels
 
-BINARY_ARCHS = ("vgg_cifar10_binary", "resnet18_bnn")
 BATCH = 16  # images per forward pass / popcount batch (bounds memory)
 
 
@@ -50,19 +49,19 @@ def binary_layers(qmodel: QuantizedModel, globs=()) -> list:
 def binary_golden(qmodel: QuantizedModel, inputs: Inputs, globs, encoding: EncodeOptions) -> Golden:
     import torch
 
-    from ..models import build
+    from ..graph.stage import network_module
 
     layers = binary_layers(qmodel, globs)
     if not layers:
         which = f" matching --layer {' '.join(globs)}" if globs else ""
         raise CannotHandle(f"{qmodel.model.source.name}: no binary conv/linear layer with binarized input{which} "
                            f"in this plan; golden vectors need the default binary plan (or --bits 1)")  # fmt: skip
-    net = build(qmodel.arch, dict(qmodel.model.config))
+    net = network_module(qmodel.model)  # your module (--model-def) or qexport's
     state = {k: torch.from_numpy(np.array(v)) for k, v in dequantized_state(qmodel).items()}
     missing, unexpected = net.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if missing or unexpected:
-        raise CannotHandle(f"{qmodel.model.source.name}: the model's tensors do not fit the {qmodel.arch} module "
+        raise CannotHandle(f"{qmodel.model.source.name}: the model's tensors do not fit its network's module "
                            f"(missing {missing[:3]}, unexpected {list(unexpected)[:3]})")  # fmt: skip
     captured: dict[str, list[np.ndarray]] = {q.name: [] for q in layers}
     hooks = []

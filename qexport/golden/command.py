@@ -12,25 +12,28 @@ from ..errors import CannotHandle, UsageError
 from ..model import QuantizedModel
 from ..options import model_argument, plan_options
 from ..prepare import require_graph
-from .binary import BINARY_ARCHS, binary_golden
+from .binary import binary_golden, binary_layers
 from .inputs import load_inputs
-from .lenet import lenet_golden
+from .lenet import lenet_golden, lenet_graph_difference
 from .output import FORMATS, write_golden
 from .stages import Golden, Inputs
 
 
 def golden_vectors(qmodel: QuantizedModel, inputs: Inputs, layers=(), encoding: EncodeOptions | None = None) -> Golden:
-    """The golden vectors of the model's architecture; `encoding` gives the word size and layout of
-    packed binary data (default: 32-bit words, OIHW)."""
+    """The golden vectors the network's graph allows (README "Golden vectors"): the integer pass of
+    seed 002's LeNet graph, or the XNOR/popcount data of every binary conv/linear layer whose input
+    is binarized; `encoding` gives the word size and layout of packed binary data."""
     require_graph(qmodel.model, "golden")
-    if qmodel.arch == "lenet":
+    lenet = lenet_graph_difference(qmodel.model)
+    if lenet is None:
         if layers:
             raise UsageError("--layer selects binary layers; the LeNet integer pass always gives every stage")
         return lenet_golden(qmodel, inputs)
-    if qmodel.arch in BINARY_ARCHS:
+    if binary_layers(qmodel):
         return binary_golden(qmodel, inputs, layers, encoding or EncodeOptions())
-    raise CannotHandle(f"{qmodel.model.source.name}: golden vectors exist for lenet (integer pass) and for the "
-                       f"binary layers of {' and '.join(BINARY_ARCHS)}; {qmodel.arch} has neither")  # fmt: skip
+    raise CannotHandle(f"{qmodel.model.source.name}: golden vectors exist for seed 002's LeNet graph (integer pass) and "
+                       f"for binary conv/linear layers with binarized input; this network has neither ({lenet}; no "
+                       f"binary layer with binarized input in this plan)")  # fmt: skip
 
 
 def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: int | None = None, layers=(),
@@ -52,7 +55,9 @@ def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: i
                        text_kw={**plan_kw, "format": fmt, "layer": tuple(layers)})  # fmt: skip
     qmodel = prepared.quantized
     qmodel = replace(qmodel, notes=(seed_note,) + qmodel.notes) if seed_note else qmodel
-    data = load_inputs(inputs, samples, qmodel.arch)
+    from ..graph.stage import network_input_shape
+
+    data = load_inputs(inputs, samples, network_input_shape(qmodel.model), qmodel.model.graph_origin or qmodel.arch)
     g = golden_vectors(qmodel, data, tuple(layers), encoding)
     write_golden(qmodel, g, out, fmt)
     return out, g, qmodel
@@ -82,7 +87,7 @@ def golden_cmd(model, inputs, samples, output, fmt, layers, **kw):
         click.echo(f"qexport: using {qmodel.model.source.name}", err=True)
     from ..commands import assumed_network
 
-    print_notes(qmodel.model.notes + qmodel.notes + tuple(g.notes) + assumed_network(True, qmodel.arch, {}))
+    print_notes(qmodel.model.notes + qmodel.notes + tuple(g.notes) + assumed_network(qmodel.model))
     if kw.get("report"):
         write_report(qmodel, kw["report"])
     if kw.get("verbose"):

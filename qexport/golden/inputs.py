@@ -16,12 +16,6 @@ IMAGE_SUFFIXES = (".png", ".bmp", ".pgm", ".ppm", ".pnm", ".jpg", ".jpeg", ".gif
 DIGITS_SPLIT = Path(__file__).resolve().parents[2] / "fixtures" / "digits_test.npz"
 
 
-def input_shape(arch: str) -> tuple[int, int, int]:
-    from ..models import INPUT_SHAPES
-
-    return INPUT_SHAPES[arch]
-
-
 def _to_nchw(a: np.ndarray, shape: tuple[int, int, int], name: str) -> np.ndarray:
     c, h, w = shape
     if a.dtype != np.uint8:
@@ -90,16 +84,17 @@ def _read_array(path: Path, shape):
     return images, labels
 
 
-def load_inputs(paths, samples: int | None, arch: str) -> Inputs:
-    """The input images as uint8 (N, C, H, W), labels if every input has them, and their names."""
-    shape = input_shape(arch)
+def load_inputs(paths, samples: int | None, shape: tuple[int, int, int], network: str = "this network") -> Inputs:
+    """The input images as uint8 (N, C, H, W) for a network taking `shape` (C, H, W), labels if
+    every input has them, and their names."""
+    shape = tuple(int(d) for d in shape)
     paths = [Path(p) for p in (paths or ())]
     if not paths:
         if samples is None:
             raise UsageError("give --input FILE (image, .npy or .npz) or --samples N")
-        if arch != "lenet":
-            raise UsageError(f"--samples without --input uses the digits test split, which fits lenet only; "
-                             f"give --input for {arch}")  # fmt: skip
+        if shape != (1, 28, 28):
+            raise UsageError(f"--samples without --input uses the digits test split (1 x 28 x 28), which does not "
+                             f"fit {network} (input {' x '.join(map(str, shape))}); give --input")  # fmt: skip
         if not DIGITS_SPLIT.is_file():
             raise InputError(f"{DIGITS_SPLIT.name}: the digits test split is not installed; give --input")
         paths = [DIGITS_SPLIT]

@@ -13,6 +13,27 @@ from ..model import QuantizedModel
 from .stages import Golden, Inputs, Stage, add_labels
 
 
+def lenet_graph_difference(model) -> str | None:
+    """None when the model's graph is seed 002's LeNet graph (same ops, attributes, parameter names
+    and shapes: what the integer pass computes), else the first difference, for the refusal."""
+    from ..graph.stage import documented_graph, model_graph
+
+    if model.graph is None:  # a documented architecture's own graph (no tracing needed to decide)
+        return None if model.arch == "lenet" else f"the graph of {model.arch}"
+    graph, lenet = model_graph(model), documented_graph("lenet")
+    for mine, ref in zip(graph.nodes, lenet.nodes):
+        if mine.op != ref.op:
+            return f"node {mine.name} is {mine.op} where seed 002's LeNet has {ref.op} ({ref.name})"
+        if dict(mine.params) != dict(ref.params):
+            return f"node {mine.name} uses {', '.join(mine.params.values()) or 'no parameters'} where seed 002's " \
+                   f"LeNet's {ref.name} uses {', '.join(ref.params.values()) or 'none'}"
+        if (dict(mine.attrs), mine.output_shape) != (dict(ref.attrs), ref.output_shape):
+            return f"node {mine.name} ({mine.op}) differs from seed 002's LeNet's {ref.name} in its attributes or shape"
+    if len(graph.nodes) != len(lenet.nodes):
+        return f"{len(graph.nodes)} nodes where seed 002's LeNet has {len(lenet.nodes)}"
+    return None
+
+
 def lenet_golden(qmodel: QuantizedModel, inputs: Inputs) -> Golden:
     from ..errors import PlanError
     from ..quantize.reference import LENET_STAGES, lenet_forward_int

@@ -25,8 +25,8 @@ from typing import Any, Mapping
 from ..errors import ModelDefError
 
 _SPEC_RE = re.compile(r"^(?P<file>.+?\.py):(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*(?:\((?P<args>.*)\))?\s*$", re.S)
-WARNING = ("qexport: --model-def runs code from {file} (your own module); the checkpoint itself is read with "
-           "weights_only=True and runs nothing")  # fmt: skip
+# The warning that --model-def runs your code is printed by the CLI when it parses the option
+# (qexport.options.MODEL_DEF_WARNING).
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,9 @@ def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
         return QuantPlan((), opts)
 
     defaults = model.default_plan
+    if opts.plan == "seed" and not defaults and opts.bits is None and not opts.only:
+        raise UsageError(f"{model.source.name}: --plan seed: this network has no seed plan (only the documented "
+                         f"architectures have one, README \"Plans\"); give --bits N")  # fmt: skip
     if opts.only:
         chosen = [layer for layer in weighted if any(fnmatchcase(layer.name, g) for g in opts.only)]
         if not chosen:

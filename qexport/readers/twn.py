@@ -27,7 +27,9 @@ def tnn_layers():
 
 def annotate(cfg) -> dict:
     notes = {"tnn_bin.0": {"bn": "tnn_bin.1", "bn_direct": True, "follows": ("bn:tnn_bin.1",)},
-             "tnn_bin.11": {"bn": "tnn_bin.12", "bn_direct": True, "follows": ("bn:tnn_bin.12", "relu", "avgpool8")}}  # fmt: skip
+             # the last conv takes the sign of the last Tnn block: its input is binarized
+             "tnn_bin.11": {"binary_input": True, "bn": "tnn_bin.12", "bn_direct": True,
+                            "follows": ("bn:tnn_bin.12", "relu", "avgpool8")}}  # fmt: skip
     for n, (idx, (_k, _p, shuffle, groups)) in enumerate(zip(TNN_INDICES, BLOCKS)):
         bn = f"tnn_bin.{idx}.bn"
         after = ("maxpool2",) if idx in (3, 7) else ()

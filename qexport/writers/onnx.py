@@ -43,7 +43,7 @@ from ..encode.records import layer_record
 from ..errors import CannotHandle, DependencyMissing, UsageError
 from ..model import QuantizedModel
 from .base import WriterPlugin
-from .onnx_module import INPUT_NAME, build_module, input_shape, torch_export
+from .onnx_module import INPUT_NAME, build_module, torch_export
 
 DEFAULT_OPSET = 17
 UINT16_OPSET = 21  # DequantizeLinear on uint16 codes
@@ -53,13 +53,11 @@ IR_VERSION = {13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
 
 
 def _check_supported(qmodel: QuantizedModel) -> None:
-    from ..models import BUILDERS
+    from ..graph.stage import model_graph
 
     model = qmodel.model
     src = model.source.name
-    if model.arch not in BUILDERS:
-        raise CannotHandle(f"{src}: architecture {model.arch!r} has no torch module in qexport.models, so no ONNX "
-                           f"graph can be built; use `qexport npy` or `qexport h5`")  # fmt: skip
+    model_graph(model)  # no graph (the generic reader without --model-def): refused, naming the fix
     passthrough = [q.name for q in qmodel.layers if q.scheme == "passthrough"]
     if passthrough:
         raise CannotHandle(f"{src}: the weights are already integer codes (layer {passthrough[0]} ...) whose scale "
@@ -95,6 +93,7 @@ def metadata(qmodel: QuantizedModel, shape: tuple[int, ...]) -> list[tuple[str, 
         ("qexport.source", _text(prov["source"])),
         ("qexport.source_sha256", prov["source_sha256"]),
         ("qexport.arch", prov["arch"]),
+        *((f"qexport.{k}", _text(prov[k])) for k in ("graph", "assumption") if k in prov),
         ("qexport.config", json.dumps(json_value(dict(qmodel.model.config)), sort_keys=True)),
         ("qexport.options", _text(prov["options"])),
         ("qexport.plan", _text(json.dumps(plan, sort_keys=True, separators=(",", ":")))),
@@ -195,20 +194,9 @@ def _entry(key: str, value: str):
     return e
 
 
-def user_module(qmodel: QuantizedModel, model_def: str):
-    """(your module from --model-def with the checkpoint's tensors loaded strictly, its input shape)."""
-    from ..graph.modeldef import input_shape_for, load_model_def, load_state
-
-    module, spec, file_module = load_model_def(model_def)
-    where = f"{spec.file}:{spec.name}"
-    load_state(module, qmodel.model.tensors, where)  # names the keys and shapes that do not fit
-    shape, _ = input_shape_for(module, file_module, qmodel.model.arch, where)
-    return module, tuple(shape)
-
-
-def to_onnx(qmodel: QuantizedModel, opset: int | None = None, model_def: str | None = None):
-    """The ModelProto for a QuantizedModel (checked with onnx.checker, full check); the graph is
-    qexport's module for the architecture, or yours with model_def ("FILE.py:NAME[(k=v)]")."""
+def to_onnx(qmodel: QuantizedModel, opset: int | None = None):
+    """The ModelProto for a QuantizedModel (checked with onnx.checker, full check); the graph is the
+    model's network: your module (--model-def) or qexport's module of the documented architecture."""
     _check_supported(qmodel)
     opset = choose_opset(qmodel, opset)
     try:
@@ -219,8 +207,10 @@ def to_onnx(qmodel: QuantizedModel, opset: int | None = None, model_def: str | N
         raise DependencyMissing(f"`qexport onnx` needs the Python package {exc.name!r}: "
                                 f"pip install {exc.name}") from exc
 
-    module, shape = user_module(qmodel, model_def) if model_def else (None, input_shape(qmodel))
-    module, replacements = build_module(qmodel, module)
+    from ..graph.stage import network_input_shape
+
+    shape = network_input_shape(qmodel.model)
+    module, replacements = build_module(qmodel)
     raw = torch_export(module, shape, min(opset, TORCH_MAX_OPSET))
     proto = onnx.load_from_string(raw)
     if opset > TORCH_MAX_OPSET:
@@ -235,8 +225,8 @@ def to_onnx(qmodel: QuantizedModel, opset: int | None = None, model_def: str | N
     return proto
 
 
-def write(encoded: EncodedModel, path: Path, opset: int | None = None, model_def: str | None = None) -> None:
-    proto = to_onnx(encoded.quantized, opset, model_def)  # the graph computes with the canonical arrays
+def write(encoded: EncodedModel, path: Path, opset: int | None = None) -> None:
+    proto = to_onnx(encoded.quantized, opset)  # the graph computes with the canonical arrays
     data = proto.SerializeToString(deterministic=True)
     with atomic_file(path, "wb") as fh:
         fh.write(data)
@@ -246,15 +236,11 @@ OPTIONS = (
     click.Option(["--opset"], type=click.IntRange(MIN_OPSET, MAX_OPSET), default=None, metavar="N",
                  help=f"ONNX opset {MIN_OPSET}..{MAX_OPSET} (default {DEFAULT_OPSET}; {UINT16_OPSET} when affine "
                       f"codes are wider than 8 bits, which needs it)."),
-    click.Option(["--model-def", "model_def"], metavar="FILE.py:NAME[(k=v,...)]", default=None,
-                 help="Export YOUR module (a class or a function returning an nn.Module; runs your code) "
-                      "instead of qexport's module for the architecture; the checkpoint must load into it "
-                      "exactly. README \"The network graph\"."),
 )  # fmt: skip
 
 WRITER = WriterPlugin(
     name="onnx",
-    help="ONNX graph of a documented architecture; quantized weights as DequantizeLinear of integer initializers.",
+    help="ONNX graph of the network (documented architecture or --model-def); quantized weights as DequantizeLinear of integer initializers.",
     write=write,
     suffix=".onnx",
     options=OPTIONS,

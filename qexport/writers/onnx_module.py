@@ -91,8 +91,8 @@ def _threshold_module_class():
     return BnnThreshold
 
 
-def build_module(qmodel: QuantizedModel, module=None):
-    """qexport's torch module for the architecture, computing with the dequantized weights.
+def build_module(qmodel: QuantizedModel):
+    """The model's network (qexport.graph.stage.network_module) computing with the dequantized weights.
 
     Returns (module, replacements): per quantized layer, (kind, initializer name, layer, payload) for
     each initializer that post_process turns into integers + DequantizeLinear (or Cast).
@@ -100,10 +100,10 @@ def build_module(qmodel: QuantizedModel, module=None):
     import torch
     from torch import nn
 
-    from ..models import build
+    from ..graph.stage import network_module
 
     model = qmodel.model
-    module = build(model.arch, dict(model.config)) if module is None else module  # yours with --model-def
+    module = network_module(model)  # a fresh copy: changed below
     threshold_cls = None
     values: dict[str, np.ndarray] = {}
     for t in qmodel.tensors:  # kept-float tensors, canonical (PyTorch) order
@@ -159,14 +159,6 @@ def _np_dtype(torch_dtype):
     import torch
 
     return {torch.float32: np.float32, torch.int64: np.int64, torch.bool: np.bool_}.get(torch_dtype, np.float32)
-
-
-def input_shape(qmodel: QuantizedModel) -> tuple[int, ...]:
-    from ..models import INPUT_SHAPES
-
-    c, h, w = INPUT_SHAPES[qmodel.model.arch]
-    c = int(qmodel.model.config.get("input_channel", c))
-    return (c, h, w)
 
 
 def torch_export(module, shape: tuple[int, ...], opset: int) -> bytes:

@@ -416,18 +416,31 @@ def test_onnx_equals_the_users_module_with_dequantized_weights(name, plan, runs,
 
 def test_bn_is_not_folded_into_a_layer_that_binarizes_its_weights(runs, ckpts):
     """CNV --bits 8: features.{0,4,8} and classifier.0 compute with sign(W) (BinarizeConv2d /
-    BinarizeLinear), so W*gamma/sigma folded into W loses the scale (sign kills it) and the BN is
-    gone: the export would no longer be the trained network.  The BN must stay; then the ONNX
-    output stays near the float network's (affine codes change sign(w) only where q == Z)."""
+    BinarizeLinear; the graph says binary_conv2d / binary_linear).  Folding BN into them is not
+    an identity: sign(W * gamma/sigma) keeps only the sign of gamma, and the BN's scale and shift
+    are gone with the BN, so the export stops being the trained network whatever the bit width.
+    Shown here in float64 without any quantization, then asked of qexport's plan."""
+    import torch
+
+    _, module = ckpts["CNV"]
+    x = torch.from_numpy(inputs_for("CNV").astype(np.float64))
+    trained = copy.deepcopy(module).double()
+    folded = copy.deepcopy(module).double()
+    with torch.no_grad():
+        for conv, bn in (("features.0", "features.1"), ("features.4", "features.5"), ("features.8", "features.9"),
+                         ("classifier.0", "classifier.1")):  # fmt: skip
+            c, b = folded.get_submodule(conv), folded.get_submodule(bn)
+            k = b.weight / torch.sqrt(b.running_var + b.eps)
+            c.weight.mul_(k.reshape((-1,) + (1,) * (c.weight.ndim - 1)))
+            c.bias = torch.nn.Parameter(b.bias - b.running_mean * k)
+            folded.set_submodule(bn, torch.nn.Identity())
+        assert not torch.allclose(folded(x), trained(x), atol=1e-3)  # folding changes the function
     results, paths = runs
     manifest = json.loads((paths[("npy", "CNV", "8")] / "manifest.json").read_text())
-    folded = {layer["name"]: layer["folded_bn"] for layer in manifest["layers"] if layer.get("folded_bn")}
-    assert folded == {}, f"BN folded into weight-binarizing layers: {folded}"
-    _, module = ckpts["CNV"]
-    x = inputs_for("CNV")
-    trained = onnx_torch_run(copy.deepcopy(module), x)
-    got = onnx_run(paths[("onnx", "CNV", "8")], x)
-    assert np.array_equal(got.argmax(1), trained.argmax(1))
+    binarizing = {n for n, op in ZOO_NETS["CNV"][3] if op in ("binary_conv2d", "binary_linear")}
+    folded_bn = {layer["name"]: layer["folded_bn"] for layer in manifest["layers"]
+                 if layer.get("folded_bn") and layer["name"] in binarizing}  # fmt: skip
+    assert folded_bn == {}, f"BN folded into layers that binarize their weights: {folded_bn}"
 
 
 def test_the_reference_carries_quantized_weights(ckpts, runs):

@@ -11,7 +11,7 @@ statistics.  Per zoo module:
 
 a. `inspect --graph` prints exactly the node lines of graph_text(trace_module(...)) of a fresh
    instance, and the (name, op) sequence is the one written here by hand from reading the module;
-b. `onnx` for the float plan and --bits 8 / 2 / 1: onnxruntime equals the module's OWN forward in
+b. `onnx` for the float plan and --bits 8 / 2 / 1 (and --bits 1 --no-alpha for the binary nets): onnxruntime equals the module's OWN forward in
    float64 carrying the weights we dequantize ourselves from a `qexport npy` export of the same
    plan (affine float32(q - Z) * scale, binary codes * alpha, ternary alpha * t, int32 bias
    b_q * (m / 2^s) / G, a folded BN removed, BNN thresholds as +-1 comparisons);
@@ -213,7 +213,12 @@ def ckpts(tmp_path_factory):
 
 
 def _plan_args(plan: str) -> list[str]:
-    return [] if plan == "float" else ["--bits", plan]
+    """float: as trained; "8" / "2" / "1": --bits N; "1-no-alpha": binary +-1 weights without alpha."""
+    return {"float": [], "1-no-alpha": ["--bits", "1", "--no-alpha"]}.get(plan, ["--bits", plan])
+
+
+def plans_of(name: str) -> tuple[str, ...]:
+    return PLANS + (("1-no-alpha",) if name in BINARY_NETS else ())
 
 
 @pytest.fixture(scope="module")
@@ -226,12 +231,13 @@ def runs(ckpts, tmp_path_factory):
     for name, (ckpt, _) in ckpts.items():
         (sub if name == "CNV" else inproc)[("inspect", name)] = ("inspect", ckpt, "--model-def", model_def(name),
                                                                   "--graph")  # fmt: skip
-        for plan in PLANS:
+        for plan in plans_of(name):
             out = paths[("onnx", name, plan)] = folder / f"{name}_{plan}.onnx"
             inproc[("onnx", name, plan)] = ("onnx", ckpt, "--model-def", model_def(name), *_plan_args(plan), "-o", out)
             if plan != "float":  # the npy export the reference reads its codes and parameters from
                 out = paths[("npy", name, plan)] = folder / f"{name}_{plan}_npy"
-                inproc[("npy", name, plan)] = ("npy", ckpt, "--model-def", model_def(name), "--bits", plan, "-o", out)
+                inproc[("npy", name, plan)] = ("npy", ckpt, "--model-def", model_def(name), *_plan_args(plan), "-o",
+                                               out)  # fmt: skip
     sub[("inspect_plain", GENERIC)] = ("inspect", ckpts[GENERIC][0])
     for name in BINARY_NETS + ("SigmoidLeNet",):
         npz = folder / f"{name}_inputs.npz"
@@ -372,8 +378,7 @@ def reference_module(module, folder: Path):
     return ref.eval()
 
 
-@pytest.mark.parametrize("plan", PLANS)
-@pytest.mark.parametrize("name", list(ZOO_NETS))
+@pytest.mark.parametrize("name, plan", [(n, p) for n in ZOO_NETS for p in plans_of(n)])
 def test_onnx_equals_the_users_module_with_dequantized_weights(name, plan, runs, ckpts):
     import onnx
 
@@ -408,6 +413,9 @@ def test_onnx_equals_the_users_module_with_dequantized_weights(name, plan, runs,
         manifest = json.loads((folder / "manifest.json").read_text())
         convs = [n for n, op in ZOO_NETS[name][3] if op.endswith(("conv2d", "linear"))]
         assert sorted(layer["name"] for layer in manifest["layers"]) == sorted(convs)
+        schemes = {layer["scheme"] for layer in manifest["layers"]}
+        assert schemes == {{"8": "affine", "2": "ternary"}.get(plan, "binary")}
+        assert all(("alpha" in layer["params"]) == (plan == "1") for layer in manifest["layers"] if plan[0] == "1")
         for layer in manifest["layers"]:
             codes = np.load(folder / layer["weight_file"], allow_pickle=False)
             q = init[f"{layer['weight']}_quantized"]

@@ -89,7 +89,11 @@ def _labels(value, where: str, key: str, n: int, classes: int) -> np.ndarray:
 
 
 def parse_batch(raw, where: str, kind: Kind) -> Batch:
-    d = load_pickle(raw, where)
+    return batch_from_dict(load_pickle(raw, where), where, kind)
+
+
+def batch_from_dict(d: dict, where: str, kind: Kind) -> Batch:
+    """Validate an unpickled batch (split out so qexport.data can pick `kind` from its keys first)."""
     data = d.get("data")
     if data is None:
         raise InputError(f"{where}: no 'data' entry; not a CIFAR batch (keys: {', '.join(sorted(d)) or 'none'})")

@@ -1,0 +1,208 @@
+"""Lowering graph + plan + calibration to the integer graph (contract: qexport.integer.ir).
+
+    igraph = lower(qmodel, calibration)
+
+One small handler per op returns the IntNode; a node the default profile cannot compute exactly
+(a layer the plan keeps float, a binary or ternary layer, an unfolded BN, a sign...) stops the
+lowering with one line naming the node and why.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import PlanError
+from ..graph.ir import Node
+from ..model import QuantizedModel
+from ..quantize.intscale import integer_scale
+from .calibrate import Calibration
+from .ir import IntGraph, IntNode, QTensor
+from .network import planned_network
+
+ACC_LIMIT = (1 << 62)  # |acc * m| must stay below 2^63: checked per layer, worst case
+
+
+def tensor_for(lo: float, hi: float) -> QTensor:
+    """uint8 affine parameters covering [lo, hi] and 0 (0 must be exact: padding, ReLU)."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    scale = (hi - lo) / 255.0 if hi > lo else 1.0
+    return QTensor(scale, int(np.clip(round(-lo / scale), 0, 255)))
+
+
+def _scale_pair(ratio, mult_bits: int, where: str):
+    ratio = np.asarray(ratio, np.float64)
+    m, s, err = integer_scale(ratio, mult_bits=mult_bits, max_shift=62)
+    bad = (err > 0.01) & (ratio > 0)
+    if bad.any():
+        raise PlanError(f"node {where}: scale ratio {float(ratio[bad].ravel()[0]):.3g} has no m >> s within 1% "
+                        f"(m < 2^{mult_bits}); calibrate on more representative data")  # fmt: skip
+    return m.astype(np.int64), s.astype(np.int64)
+
+
+class Lowering:
+    def __init__(self, qmodel: QuantizedModel, cal: Calibration):
+        self.qmodel, self.cal = qmodel, cal
+        self.graph, self.state = planned_network(qmodel)
+        self.plans = {q.weight: q for q in qmodel.layers if q.weight}
+        self.users: dict[str, list[Node]] = {n.name: [] for n in self.graph.nodes}
+        for n in self.graph.nodes:
+            for i in n.inputs:
+                if i in self.users:
+                    self.users[i].append(n)
+        self.mult_bits = int(qmodel.plan.options.mult_bits)
+        self.where: dict[str, str] = {}  # float node -> the int node whose output it is
+        self.tensors: dict[str, QTensor] = {}
+        self.nodes: list[IntNode] = []
+
+    def range_of(self, name: str) -> QTensor:
+        lo, hi = self.cal.ranges[name]
+        return tensor_for(lo, hi)
+
+    def source(self, node: Node) -> tuple[str, QTensor]:
+        name = self.where[node.inputs[0]]
+        return name, self.tensors[name]
+
+    def emit(self, node: IntNode, *covers: str) -> None:
+        self.nodes.append(node)
+        self.tensors[node.name] = node.out
+        for name in covers:
+            self.where[name] = node.name
+
+    def refuse(self, node: Node, why: str):
+        raise PlanError(f"node {node.name} ({node.op}): {why}; the integer graph computes affine layers, ReLU/ReLU6, "
+                        f"pools, add, sigmoid/tanh and index maps so far (README \"Integer inference\")")  # fmt: skip
+
+    def run(self) -> IntGraph:
+        std = np.unique(np.asarray(self.cal.std, np.float64))
+        mean = np.unique(np.asarray(self.cal.mean, np.float64))
+        if std.size != 1 or mean.size != 1:
+            raise PlanError("the integer graph takes one --mean and one --std for every input channel so far")
+        self.where["input"] = "input"
+        self.tensors["input"] = QTensor(1.0 / (255.0 * float(std[0])), int(round(255.0 * float(mean[0]))))
+        skipped = set()
+        for node in self.graph.nodes:
+            if node.name in skipped:
+                continue
+            handler = getattr(self, "op_" + node.op, None)
+            if handler is None:
+                self.refuse(node, "not in the integer graph yet")
+            fused = handler(node)
+            skipped |= set(fused or ())
+        notes = []
+        out = self.where[self.graph.output]
+        return IntGraph(tuple(self.nodes), tuple(self.graph.input_shape), self.tensors["input"], out, tuple(notes))
+
+    # ---- handlers: each emits one IntNode (and names the float nodes it also computes)
+
+    def _activation_after(self, node: Node):
+        users = self.users[node.name]
+        if len(users) == 1 and users[0].op in ("relu", "relu6"):
+            return users[0]
+        return None
+
+    def op_conv2d(self, node: Node):
+        q = self.plans.get(node.params["weight"])
+        if q is None or q.scheme != "affine":
+            self.refuse(node, f"the plan keeps it {q.scheme if q else 'float'}; give --bits 3..16 for every layer")
+        x_name, x = self.source(node)
+        act = self._activation_after(node)
+        out = self.range_of(act.name if act else node.name)
+        codes = np.asarray(self.qmodel.tensor(q.weight).data, np.int64)
+        zw = np.asarray(q.params["zero_point"], np.int64)
+        sw = np.asarray(q.params["scale"], np.float64)
+        w = codes - (zw.reshape((-1,) + (1,) * (codes.ndim - 1)) if zw.ndim else zw)
+        channels = codes.shape[0]
+        sw_c = np.broadcast_to(sw, (channels,))
+        bias = self.state.get(node.params.get("bias", ""), np.zeros(channels))
+        b_q = np.round(np.asarray(bias, np.float64) / (x.scale * sw_c)).astype(np.int64)
+        m, s = _scale_pair(x.scale * sw_c / out.scale, self.mult_bits, node.name)
+        k = int(np.prod(codes.shape[1:]))
+        bound = 255 * int(np.abs(w).max(initial=0)) * k + int(np.abs(b_q).max(initial=0))
+        if bound * int(m.max(initial=1)) >= ACC_LIMIT:
+            raise PlanError(f"node {node.name}: the accumulator times m could exceed int64 ({bound} x {int(m.max())})")
+        lo, hi = out.zero_point if act else 0, 255
+        if act is not None and act.op == "relu6":
+            hi = min(255, out.zero_point + int(round(6.0 / out.scale)))
+        attrs = {"zero_in": x.zero_point, "zero_out": out.zero_point, "lo": lo, "hi": hi,
+                 "acc_bits": 32 if bound < (1 << 31) else 64}  # fmt: skip
+        if node.op == "conv2d":
+            attrs.update(stride=node.attrs["stride"], padding=node.attrs["padding"], dilation=node.attrs["dilation"],
+                         groups=node.attrs["groups"])  # fmt: skip
+        arrays = {"w_minus_z": w.astype(np.int32), "b_q": b_q, "m": m, "s": s}
+        name = node.name
+        self.emit(IntNode(name, node.op, (x_name,), act.output_shape if act else node.output_shape, out, attrs, arrays,
+                          (node.name,) + ((act.name,) if act else ())), node.name, *((act.name,) if act else ()))  # fmt: skip
+        return (act.name,) if act else ()
+
+    op_linear = op_conv2d
+
+    def _same_scale(self, node: Node, op: str, **attrs):
+        x_name, x = self.source(node)
+        self.emit(IntNode(node.name, op, (x_name,), node.output_shape, x, attrs), node.name)
+
+    def op_relu(self, node: Node):
+        x = self.source(node)[1]
+        self._same_scale(node, "clamp", lo=x.zero_point, hi=255)
+
+    def op_relu6(self, node: Node):
+        x = self.source(node)[1]
+        self._same_scale(node, "clamp", lo=x.zero_point, hi=min(255, x.zero_point + int(round(6.0 / x.scale))))
+
+    def op_max_pool2d(self, node: Node):
+        a = node.attrs
+        if a["ceil_mode"]:
+            self.refuse(node, "ceil_mode")
+        self._same_scale(node, "max_pool2d", kernel=a["kernel"], stride=a["stride"], padding=a["padding"],
+                         dilation=a["dilation"])  # fmt: skip
+
+    def op_avg_pool2d(self, node: Node):
+        a = node.attrs
+        if a["ceil_mode"] or not (a["count_include_pad"] or tuple(a["padding"]) == (0, 0)):
+            self.refuse(node, "ceil_mode or count_include_pad=False")
+        self._same_scale(node, "avg_pool2d", kernel=a["kernel"], stride=a["stride"], padding=a["padding"])
+
+    def op_adaptive_avg_pool2d(self, node: Node):
+        if tuple(node.attrs["output_size"]) != (1, 1):
+            self.refuse(node, "only the global average (output 1 x 1)")
+        self._same_scale(node, "global_avg_pool2d")
+
+    def op_flatten(self, node: Node):
+        self._same_scale(node, "reshape")
+
+    op_reshape = op_flatten
+
+    def op_channel_shuffle(self, node: Node):
+        self._same_scale(node, "channel_shuffle", groups=node.attrs["groups"])
+
+    def op_add(self, node: Node):
+        names = [self.where[i] for i in node.inputs]
+        ins = [self.tensors[n] for n in names]
+        out = self.range_of(node.name)
+        pairs = [_scale_pair(t.scale / out.scale, self.mult_bits, node.name) for t in ins]
+        arrays = {"m_a": pairs[0][0], "s_a": pairs[0][1], "m_b": pairs[1][0], "s_b": pairs[1][1]}
+        attrs = {"zero_a": ins[0].zero_point, "zero_b": ins[1].zero_point, "zero_out": out.zero_point}
+        self.emit(IntNode(node.name, "add", tuple(names), node.output_shape, out, attrs, arrays), node.name)
+
+    def _table(self, node: Node, f):
+        x_name, x = self.source(node)
+        out = self.range_of(node.name)
+        q = np.arange(256)
+        table = np.clip(out.zero_point + np.round(f(x.real(q)) / out.scale), 0, 255).astype(np.uint8)
+        self.emit(IntNode(node.name, "table", (x_name,), node.output_shape, out, {}, {"table": table}), node.name)
+
+    def op_sigmoid(self, node: Node):
+        self._table(node, lambda v: 1.0 / (1.0 + np.exp(-v)))
+
+    def op_tanh(self, node: Node):
+        self._table(node, np.tanh)
+
+    def op_softmax(self, node: Node):
+        if node.name != self.graph.output:
+            self.refuse(node, "only at the end of the network (left out: the output is the logits' codes)")
+        self.where[node.name] = self.where[node.inputs[0]]
+
+    op_log_softmax = op_softmax
+
+
+def lower(qmodel: QuantizedModel, calibration: Calibration) -> IntGraph:
+    return Lowering(qmodel, calibration).run()

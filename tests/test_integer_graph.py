@@ -1,0 +1,124 @@
+"""The integer graph, default profile (qexport.integer: lower + run; contract in qexport/integer/ir.py):
+the rounding shift against Python's exact integers, one conv node recomputed by a direct
+transcription of the contract with Python ints, the lowering's parameters recomputed from the
+plan and calibration, and the whole network against the float network it stands for (real digits
+for LeNet; MobileNetV1 node by node)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import LENET, digits_test_split, make_state
+from onnx_support import onnx_qmodel
+from qexport.errors import PlanError
+from qexport.graph.execute import run_graph
+from qexport.integer.calibrate import calibrate, normalised
+from qexport.integer.lower import lower, tensor_for
+from qexport.integer.network import planned_network
+from qexport.integer.run import rshift, run_integer
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(-(1 << 61), (1 << 61)), st.integers(0, 40))
+def test_rshift_rounds_half_up_like_exact_integers(v, s):
+    want = v if s == 0 else (v + (1 << (s - 1))) // (1 << s)  # Python ints: exact floor division
+    assert int(rshift(np.array([v]), s)[0]) == want
+    if s > 0 and v % (1 << s) == 1 << (s - 1):  # an exact half goes up
+        assert want * (1 << s) - v == 1 << (s - 1)
+
+
+@pytest.fixture(scope="module")
+def lenet_int():
+    x, y = digits_test_split()
+    qm = onnx_qmodel(LENET, bits=8).quantized
+    cal = calibrate(qm, x[:100, None], progress=False)
+    return qm, cal, lower(qm, cal), x[:, None], y
+
+
+def test_lenet_integer_graph_keeps_the_float_accuracy_on_real_digits(lenet_int):
+    qm, cal, ig, x, y = lenet_int
+    codes = run_integer(ig, x)
+    graph, state = planned_network(qm)
+    logits = run_graph(graph, state, normalised(x, 0.0, 1.0))[graph.output]
+    int_acc, float_acc = (codes[ig.output].argmax(1) == y).mean(), (logits.argmax(1) == y).mean()
+    assert float_acc > 0.95 and abs(int_acc - float_acc) <= 0.01, (int_acc, float_acc)
+    assert [n.op for n in ig.nodes] == ["conv2d", "avg_pool2d", "conv2d", "avg_pool2d", "conv2d", "reshape",
+                                        "linear", "linear"]  # fmt: skip
+    assert ig.node("c1").source == ("c1", "Relu") and ig.node("c1").attrs["lo"] == ig.node("c1").out.zero_point
+
+
+def test_lowered_parameters_follow_the_contract(lenet_int):
+    """b_q = round(b / (S_x S_w)), m / 2^s ~ S_x S_w / S_y, output tensor from the calibrated range."""
+    qm, cal, ig, _, _ = lenet_int
+    node = ig.node("c3")
+    q = qm.quant_layer("c3")
+    s_x = ig.node("s2").out.scale
+    s_w = float(q.params["scale"])
+    lo, hi = cal.ranges["Relu_1"]  # the ReLU fused into c3 gives its output range
+    s_y = (max(hi, 0) - min(lo, 0)) / 255
+    assert node.out.scale == pytest.approx(s_y, rel=1e-12)
+    graph, state = planned_network(qm)
+    np.testing.assert_array_equal(node.arrays["b_q"], np.round(state["c3.bias"] / (s_x * s_w)).astype(np.int64))
+    ratio = node.arrays["m"].astype(np.float64) / 2.0 ** node.arrays["s"]
+    np.testing.assert_allclose(ratio, s_x * s_w / s_y, rtol=1e-4)
+    w = np.asarray(qm.tensor("c3.weight").data, np.int64) - int(q.params["zero_point"])
+    np.testing.assert_array_equal(node.arrays["w_minus_z"], w)
+
+
+def test_one_conv_node_by_direct_transcription(lenet_int):
+    """c1 of one image at a few positions, with Python ints and the contract's formula."""
+    qm, cal, ig, x, _ = lenet_int
+    node = ig.node("c1")
+    got = run_integer(ig, x[:1])["c1"]
+    a, w = node.attrs, node.arrays["w_minus_z"]
+    img = [[int(v) for v in row] for row in x[0, 0]]
+    for o, i, j in ((0, 0, 0), (3, 14, 9), (5, 27, 27), (2, 5, 20)):
+        acc = int(node.arrays["b_q"][o])
+        for di in range(5):
+            for dj in range(5):
+                r, c = i + di - 2, j + dj - 2
+                xv = img[r][c] if 0 <= r < 28 and 0 <= c < 28 else a["zero_in"]
+                acc += (xv - a["zero_in"]) * int(w[o, 0, di, dj])
+        m, s = int(node.arrays["m"][o]), int(node.arrays["s"][o])
+        y = a["zero_out"] + ((acc * m + (1 << (s - 1))) >> s if s else acc * m)
+        assert int(got[0, o, i, j]) == min(max(y, a["lo"]), a["hi"]), (o, i, j)
+
+
+def test_mobilenet_node_by_node_against_the_float_network(tmp_path):
+    torch.save(make_state("mobilenet_v1", {"num_classes": 10}), tmp_path / "m.pth")
+    qm = onnx_qmodel(tmp_path / "m.pth", plan="seed").quantized
+    x = np.random.default_rng(0).integers(0, 256, (12, 3, 32, 32)).astype(np.uint8)
+    cal = calibrate(qm, x, mean=(0.5,), std=(0.25,), progress=False)
+    ig = lower(qm, cal)
+    assert ig.input.zero_point == 128 and ig.input.scale == pytest.approx(1 / (255 * 0.25))
+    codes = run_integer(ig, x)
+    graph, state = planned_network(qm)
+    ref = run_graph(graph, state, normalised(x, 0.5, 0.25))
+    assert "batch_norm" not in graph.ops and [n.op for n in ig.nodes].count("conv2d") == 27
+    for node in ig.nodes:
+        real, want = node.out.real(codes[node.name]), ref[node.source[-1] if node.source else node.name]
+        span = np.ptp(want) + 1e-12
+        assert np.abs(real - want).max() <= 0.03 * span, node.name  # a few steps of 1/255 of the range
+    assert (codes[ig.output].reshape(12, -1).argmax(1) == ref[graph.output].argmax(1)).mean() >= 0.9
+
+
+def test_tensor_parameters_always_hold_zero_exactly():
+    for lo, hi in ((-1.0, 3.0), (0.5, 2.0), (-4.0, -1.0), (0.0, 0.0)):
+        t = tensor_for(lo, hi)
+        assert 0 <= t.zero_point <= 255 and t.real(np.array([t.zero_point]))[0] == 0.0
+
+
+def test_what_the_default_profile_cannot_compute_is_refused_naming_the_node(tmp_path, lenet_int):
+    qm = onnx_qmodel(LENET, keep_float=("f6",), bits=8).quantized
+    cal = calibrate(qm, lenet_int[3][:8], progress=False)
+    with pytest.raises(PlanError, match=r"node f6 \(linear\): the plan keeps it float"):
+        lower(qm, cal)
+    torch.save(make_state("vgg_cifar10_binary", {"infl_ratio": 1, "classifier": "single"}), tmp_path / "v.pth")
+    qv = onnx_qmodel(tmp_path / "v.pth", plan="seed").quantized
+    calv = calibrate(qv, np.zeros((2, 3, 32, 32), np.uint8), progress=False)
+    with pytest.raises(PlanError, match=r"node features.0 \(conv2d\): the plan keeps it binary"):
+        lower(qv, calv)

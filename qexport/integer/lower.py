@@ -18,8 +18,8 @@ from ..quantize.intscale import integer_scale
 from .calibrate import Calibration
 from .ir import IntGraph, IntNode, QTensor
 from .network import planned_network
+from .weighted import SIGN, binarized_next, lower_bn_sign, lower_prelu, lower_weighted
 
-ACC_LIMIT = (1 << 62)  # |acc * m| must stay below 2^63: checked per layer, worst case
 
 
 def tensor_for(lo: float, hi: float) -> QTensor:
@@ -69,8 +69,7 @@ class Lowering:
             self.where[name] = node.name
 
     def refuse(self, node: Node, why: str):
-        raise PlanError(f"node {node.name} ({node.op}): {why}; the integer graph computes affine layers, ReLU/ReLU6, "
-                        f"pools, add, sigmoid/tanh and index maps so far (README \"Integer inference\")")  # fmt: skip
+        raise PlanError(f"node {node.name} ({node.op}): {why} (README \"Integer inference\")")
 
     def run(self) -> IntGraph:
         std = np.unique(np.asarray(self.cal.std, np.float64))
@@ -94,51 +93,37 @@ class Lowering:
 
     # ---- handlers: each emits one IntNode (and names the float nodes it also computes)
 
-    def _activation_after(self, node: Node):
-        users = self.users[node.name]
-        if len(users) == 1 and users[0].op in ("relu", "relu6"):
-            return users[0]
-        return None
+    def scale_pair(self, ratio, where: str):
+        return _scale_pair(ratio, self.mult_bits, where)
 
     def op_conv2d(self, node: Node):
-        q = self.plans.get(node.params["weight"])
-        if q is None or q.scheme != "affine":
-            self.refuse(node, f"the plan keeps it {q.scheme if q else 'float'}; give --bits 3..16 for every layer")
-        x_name, x = self.source(node)
-        act = self._activation_after(node)
-        out = self.range_of(act.name if act else node.name)
-        codes = np.asarray(self.qmodel.tensor(q.weight).data, np.int64)
-        zw = np.asarray(q.params["zero_point"], np.int64)
-        sw = np.asarray(q.params["scale"], np.float64)
-        w = codes - (zw.reshape((-1,) + (1,) * (codes.ndim - 1)) if zw.ndim else zw)
-        channels = codes.shape[0]
-        sw_c = np.broadcast_to(sw, (channels,))
-        bias = self.state.get(node.params.get("bias", ""), np.zeros(channels))
-        b_q = np.round(np.asarray(bias, np.float64) / (x.scale * sw_c)).astype(np.int64)
-        m, s = _scale_pair(x.scale * sw_c / out.scale, self.mult_bits, node.name)
-        k = int(np.prod(codes.shape[1:]))
-        bound = 255 * int(np.abs(w).max(initial=0)) * k + int(np.abs(b_q).max(initial=0))
-        if bound * int(m.max(initial=1)) >= ACC_LIMIT:
-            raise PlanError(f"node {node.name}: the accumulator times m could exceed int64 ({bound} x {int(m.max())})")
-        lo, hi = out.zero_point if act else 0, 255
-        if act is not None and act.op == "relu6":
-            hi = min(255, out.zero_point + int(round(6.0 / out.scale)))
-        attrs = {"zero_in": x.zero_point, "zero_out": out.zero_point, "lo": lo, "hi": hi,
-                 "acc_bits": 32 if bound < (1 << 31) else 64}  # fmt: skip
-        if node.op == "conv2d":
-            attrs.update(stride=node.attrs["stride"], padding=node.attrs["padding"], dilation=node.attrs["dilation"],
-                         groups=node.attrs["groups"])  # fmt: skip
-        arrays = {"w_minus_z": w.astype(np.int32), "b_q": b_q, "m": m, "s": s}
-        name = node.name
-        self.emit(IntNode(name, node.op, (x_name,), act.output_shape if act else node.output_shape, out, attrs, arrays,
-                          (node.name,) + ((act.name,) if act else ())), node.name, *((act.name,) if act else ()))  # fmt: skip
-        return (act.name,) if act else ()
+        return lower_weighted(self, node)
 
-    op_linear = op_conv2d
+    op_linear = op_binary_conv2d = op_binary_linear = op_conv2d
+
+    def op_batch_norm(self, node: Node):
+        return lower_bn_sign(self, node)
+
+    def op_prelu(self, node: Node):
+        lower_prelu(self, node)
+
+    def op_sign(self, node: Node):
+        x_name, x = self.source(node)
+        if x is SIGN:  # already a sign tensor
+            self.where[node.name] = x_name
+            return
+        q = np.arange(256)
+        table = (1 + np.sign(q - x.zero_point)).astype(np.uint8)
+        self.emit(IntNode(node.name, "table", (x_name,), node.output_shape, SIGN, {}, {"table": table}), node.name)
 
     def _same_scale(self, node: Node, op: str, **attrs):
         x_name, x = self.source(node)
         self.emit(IntNode(node.name, op, (x_name,), node.output_shape, x, attrs), node.name)
+
+    def op_hardtanh(self, node: Node):
+        if not binarized_next(self, node.name):
+            self.refuse(node, "a hardtanh whose output is not binarized next")
+        self.op_sign(node)
 
     def op_relu(self, node: Node):
         x = self.source(node)[1]

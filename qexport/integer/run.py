@@ -46,14 +46,36 @@ def _accumulate(node: IntNode, x: np.ndarray) -> np.ndarray:
         ho, wo = win.shape[2:4]
         win = win.reshape(n, g, cg, ho, wo, kh, kw)
         acc = np.einsum("ngchwij,gocij->ngohw", win, w.reshape(g, o // g, cg, kh, kw)).reshape(n, o, ho, wo)
-    return acc + _col(node.arrays["b_q"], acc.ndim)
+    return acc
+
+
+def sign_codes(v: np.ndarray, tau, flip) -> np.ndarray:
+    """BN + sign as thresholds: code 2 (+1) where (flip ? v <= tau : v >= tau), else 0 (-1)."""
+    tau, flip = _col(np.asarray(tau, np.int64), v.ndim), _col(np.asarray(flip).astype(bool), v.ndim)
+    return np.where(np.where(flip, v <= tau, v >= tau), 2, 0)
 
 
 def _weighted(node: IntNode, x):
-    a = node.attrs
+    a, r = node.attrs, node.arrays
     acc = _accumulate(node, x)
-    y = a["zero_out"] + rshift(acc * _col(node.arrays["m"], acc.ndim), _col(node.arrays["s"], acc.ndim))
+    if a["mode"] == "sign":
+        codes = sign_codes(acc, r["tau"], r["flip"])
+        if "pool_kernel" in a:  # max pool before the BN: max of the signs, min where the BN flips
+            win = _windows(codes, a["pool_kernel"], a["pool_stride"], (0, 0), (1, 1), 0)
+            flip = _col(np.asarray(r["flip"]).astype(bool), codes.ndim)
+            codes = np.where(flip, win.min(axis=(4, 5)), win.max(axis=(4, 5)))
+        return codes
+    acc = acc + _col(r["b_q"], acc.ndim)
+    y = a["zero_out"] + rshift(acc * _col(r["m"], acc.ndim), _col(r["s"], acc.ndim))
     return np.clip(y, a["lo"], a["hi"])
+
+
+def _prelu(node: IntNode, x):
+    a, r = node.attrs, node.arrays
+    v = x.astype(np.int64) - a["zero_in"]
+    pos = rshift(v * r["m_pos"], r["s_pos"])
+    neg = rshift(v * _col(r["m_neg"], v.ndim), _col(r["s_neg"], v.ndim))
+    return np.clip(a["zero_out"] + np.where(v >= 0, pos, neg), 0, 255)
 
 
 def _average(total: np.ndarray, k: int) -> np.ndarray:
@@ -89,6 +111,8 @@ OPS = {
     "reshape": lambda n, x: x.reshape((x.shape[0],) + tuple(n.output_shape)),
     "channel_shuffle": _shuffle,
     "table": lambda n, x: np.asarray(n.arrays["table"])[x],
+    "threshold": lambda n, x: sign_codes(x.astype(np.int64), n.arrays["tau"], n.arrays["flip"]),
+    "prelu": _prelu,
 }  # fmt: skip
 
 

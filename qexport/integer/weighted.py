@@ -70,7 +70,8 @@ def bn_params(lw, bn: Node, channels: int):
 def lower_weighted(lw, node: Node):
     q = lw.plans.get(node.params["weight"])
     if q is None or q.scheme not in ("affine", "binary", "ternary"):
-        lw.refuse(node, f"the plan keeps it {q.scheme if q else 'float'}; give --bits N for every layer")
+        lw.refuse(node, f"the plan keeps it {q.scheme if q else 'float'}; the integer graph needs every conv/linear "
+                        f"quantized (e.g. --bits N --only '*')")
     x_name, x = lw.source(node)
     if node.attrs.get("binarize_input") and x is not SIGN:
         lw.refuse(node, "it binarizes an input that is not a sign tensor")
@@ -100,8 +101,8 @@ def lower_weighted(lw, node: Node):
         if bn is None:
             lw.refuse(node, "a sign right after the layer without a BatchNorm (no threshold form yet)")
         g, b, mu, var, eps = bn_params(lw, bn, channels)
-        # BN(scale * acc + bias) == BN'(acc) with mean (mu - bias) / scale, var / scale^2
-        tau, flip = bnn_thresholds(g, b, (mu - bias) / scale, var / scale ** 2, eps / scale ** 2, layer=node.name)
+        # BN(scale * acc + bias) == BN'(acc) with mean (mu - bias) / scale, var + eps -> (var + eps) / scale^2
+        tau, flip = bnn_thresholds(g, b, (mu - bias) / scale, (var + eps) / scale ** 2, 0.0, layer=node.name)
         arrays.update(tau=tau.astype(np.int64), flip=flip.astype(np.uint8))
         attrs.update(mode="sign")
         if pool is not None:
@@ -139,9 +140,8 @@ def lower_bn_sign(lw, bn: Node):
     x_name, x = lw.source(bn)
     channels = bn.output_shape[0]
     g, b, mu, var, eps = bn_params(lw, bn, channels)
-    # BN(S (q - Z)) == BN'(q) with mean mu / S + Z, var / S^2
-    tau, flip = bnn_thresholds(g, b, mu / x.scale + x.zero_point, var / x.scale ** 2, eps / x.scale ** 2,
-                               layer=bn.name)  # fmt: skip
+    # BN(S (q - Z)) == BN'(q) with mean mu / S + Z, var + eps -> (var + eps) / S^2
+    tau, flip = bnn_thresholds(g, b, mu / x.scale + x.zero_point, (var + eps) / x.scale ** 2, 0.0, layer=bn.name)
     arrays = {"tau": tau.astype(np.int64), "flip": flip.astype(np.uint8)}
     lw.emit(IntNode(bn.name, "threshold", (x_name,), sign.output_shape, SIGN, {}, arrays, (bn.name, sign.name)),
             bn.name, sign.name)  # fmt: skip

@@ -4,7 +4,8 @@ compiled with gcc -std=c99 -pedantic and with g++ -std=c++11 (the .c as C++), ru
 dumps each node's codes); a synthetic graph covers the ops and types the two networks do not
 (int8 weights, int64 accumulators and biases, dilation, groups, max pool, clamp, table, channel
 shuffle, add); the C rshift equals Python's exact floor division on negative values; the files
-compile for Cortex-M4 (arm-none-eabi-gcc, object only) and are deterministic.
+compile for Cortex-M4 (arm-none-eabi-gcc, objects) and are deterministic; LeNet runs bare metal on
+a Cortex-M4 in QEMU (mps2-an386) and prints codes equal to run_integer.
 
 Expected values always come from run_integer (numpy) or Python ints, never from the C text."""
 
@@ -145,7 +146,8 @@ def synthetic_graph():
     n.append(_conv("c.conv", "b.max", rng, 6, (6, 3, 5), 6, 3, (1, 1), (1, 1), (1, 1), 1, 32, 127, 300, 100, 40))
     n.append(IntNode("c.add", "add", ("b.shuffle", "c.conv"), (6, 3, 5), QTensor(0.3, 77),
                      {"zero_a": 3, "zero_b": 40, "zero_out": 77},
-                     {"m_a": np.int64(40000), "s_a": np.int64(17), "m_b": np.int64(3), "s_b": np.int64(0)}))  # fmt: skip
+                     {"m_a": np.int64(40000), "s_a": np.int64(17), "m_b": np.int64(3),
+                      "s_b": np.int64(0)}))  # fmt: skip
     n.append(IntNode("d.gap", "global_avg_pool2d", ("c.add",), (6, 1, 1), n[-1].out))
     n.append(IntNode("d.flat", "reshape", ("d.gap",), (6,), n[-1].out))
     lin = {"w_minus_z": rng.integers(-40000, 40000, (5, 6)).astype(np.int32),
@@ -231,7 +233,7 @@ def _arm_object(ig, name, folder):
     return text, data, bss
 
 
-def test_cortex_m4_objects(lenet_graph, synthetic_graph, tmp_path):
+def test_cortex_m4_objects(lenet_graph, mobilenet_graph, synthetic_graph, tmp_path):
     """arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -Os -std=c99 -pedantic -Werror: parameters in
     flash (text), nothing in data, the arena (and the hook pointer) in bss."""
     ig = lenet_graph[0]
@@ -241,6 +243,8 @@ def test_cortex_m4_objects(lenet_graph, synthetic_graph, tmp_path):
     assert params <= text < params + 8192 and data == 0
     assert plan_arena(ig).size <= bss <= plan_arena(ig).size + 16
     _arm_object(synthetic_graph[0], "syn", tmp_path)
+    text, data, bss = _arm_object(mobilenet_graph[0], "mobilenet", tmp_path)
+    assert data == 0 and plan_arena(mobilenet_graph[0]).size <= bss <= plan_arena(mobilenet_graph[0]).size + 16
 
 
 def test_arena_is_laid_out_by_liveness(lenet_graph, mobilenet_graph, synthetic_graph):
@@ -268,3 +272,78 @@ def test_generated_files_are_deterministic_and_declare_the_api(lenet_graph, tmp_
     assert [p.read_bytes() for p in written] == [files[p.name] for p in written]
     with pytest.raises(UsageError, match="C identifier"):
         generate(ig, "9lives")
+
+
+# ---------------------------------------------------------------------------------------------
+# QEMU: the LeNet C on a Cortex-M4 (mps2-an386), bare metal, semihosting printf
+
+QEMU_MAIN = r"""
+#include <stdio.h>
+#include "lenet_inference.h"
+#include "digits.h"
+static unsigned long sums[LENET_NODE_COUNT];
+static void node_sum(int node, const char *name, const uint8_t *codes, size_t n)
+{
+    size_t i;
+    (void)name;
+    sums[node] = 0;
+    for (i = 0; i < n; i++)
+        sums[node] += codes[i];
+}
+int main(void)
+{
+    static uint8_t out[LENET_OUTPUT_SIZE];
+    int i, j;
+    lenet_set_hook(node_sum);
+    for (i = 0; i < DIGITS; i++) {
+        if (lenet_run(digits[i], out) != 0)
+            return 1;
+        printf("image %d:", i);
+        for (j = 0; j < LENET_OUTPUT_SIZE; j++)
+            printf(" %u", (unsigned)out[j]);
+        printf(" sums:");
+        for (j = 0; j < LENET_NODE_COUNT; j++)
+            printf(" %lu", sums[j]);
+        printf("\n");
+    }
+    return 0;
+}
+"""
+
+
+def test_lenet_on_a_cortex_m4_in_qemu(lenet_graph, tmp_path):
+    """arm-none-eabi-gcc -O2 bare metal (vector table, reset handler, rdimon semihosting), 8 real
+    digits compiled in as a const array; QEMU mps2-an386 prints each digit's output codes and the
+    sum of every node's codes: all equal run_integer, and the program exits 0."""
+    from cheader_support import C_DIR
+    from tools import require_tool
+
+    qemu = require_tool("qemu-system-arm")
+    ig, x = lenet_graph
+    x = x[:8]
+    write_csource(ig, "lenet", tmp_path)
+    rows = ",\n".join("{" + ",".join(map(str, img.ravel().tolist())) + "}" for img in x)
+    (tmp_path / "digits.h").write_text(f"#define DIGITS {len(x)}\nstatic const uint8_t digits[DIGITS][784] = {{\n"
+                                       f"{rows}\n}};\n")  # fmt: skip
+    (tmp_path / "main.c").write_text(QEMU_MAIN)
+    cpu = ["-mcpu=cortex-m4", "-mthumb"]
+    warn = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+    for src in ("lenet_inference.c", "main.c"):
+        compile_c([*cpu, *warn, "-pedantic", "-c", "-o", src[:-2] + ".o", src], tmp_path, "arm-none-eabi-gcc")
+    compile_c([*cpu, *warn, "-c", "-o", "startup.o", str(C_DIR / "cortex_m4_startup.c")], tmp_path,
+              "arm-none-eabi-gcc")  # fmt: skip
+    compile_c([*cpu, "--specs=rdimon.specs", "-nostartfiles", "-T", str(C_DIR / "cortex_m4.ld"), "-o", "prog.elf",
+               "startup.o", "main.o", "lenet_inference.o"], tmp_path, "arm-none-eabi-gcc")  # fmt: skip
+    try:
+        cmd = [qemu, "-M", "mps2-an386", "-nographic", "-semihosting-config", "enable=on,target=native",
+               "-kernel", "prog.elf"]  # fmt: skip
+        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("qemu-system-arm did not finish within 120 s")
+    assert res.returncode == 0, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
+    want = run_integer(ig, x)
+    expected = []
+    for i in range(len(x)):
+        sums = " ".join(str(int(want[n.name][i].astype(np.int64).sum())) for n in ig.nodes)
+        expected.append(f"image {i}: {' '.join(map(str, want[ig.output][i].tolist()))} sums: {sums}")
+    assert res.stdout.replace("\r\n", "\n").splitlines() == expected

@@ -36,7 +36,11 @@ MAIN = r"""
 #include "NAME_inference.h"
 static void dump(int node, const char *name, const uint8_t *codes, size_t n)
 {
-    printf("%d %s %lu\n", node, name, (unsigned long)n);
+    const char *p;
+    printf("%d ", node);
+    for (p = name; *p; p++)
+        printf("%02x", (unsigned)(unsigned char)*p); /* hex: any name survives */
+    printf(" %lu\n", (unsigned long)n);
     fwrite(codes, 1, n, stdout);
 }
 int main(int argc, char **argv)
@@ -49,7 +53,7 @@ int main(int argc, char **argv)
     while (fread(img, 1, sizeof img, f) == sizeof img) {
         if (NAME_run(img, out) != 0)
             return 1;
-        printf("-1 output %lu\n", (unsigned long)sizeof out);
+        printf("-1 %s %lu\n", "6f7574707574", (unsigned long)sizeof out); /* "output" */
         fwrite(out, 1, sizeof out, stdout);
     }
     fclose(f);
@@ -72,6 +76,7 @@ def _host_run(ig: IntGraph, name: str, pixels: np.ndarray, folder: Path, tool: s
     while at < len(data):
         end = data.index(b"\n", at)
         k, node, n = data[at:end].decode().split(" ")
+        node = bytes.fromhex(node).decode("utf-8")
         codes = np.frombuffer(data[end + 1:end + 1 + int(n)], np.uint8)
         at = end + 1 + int(n)
         current.append((int(k), node, codes))
@@ -127,10 +132,15 @@ def _conv(name, src, rng, cin, shape_in, cout, k, stride, pad, dil, groups, acc_
     return IntNode(name, "conv2d", (src,), (cout, h, w), QTensor(0.1, zout), attrs, arrays)
 
 
+TABLE = 'b.table */ "q\\" ??/\n\u00e9'  # hostile node names: comment ends, quotes, a trigraph, UTF-8
+ADD = "c/*add*/"
+
+
 @pytest.fixture(scope="module")
 def synthetic_graph():
     """Every op and C type the networks above miss; large weights and shifts so that the int64
-    products are negative and odd halves occur (the rshift of negative values is exercised)."""
+    products are negative and odd halves occur (the rshift of negative values is exercised);
+    node names that C comments and strings must escape."""
     rng = np.random.default_rng(7)
     n = [_conv("a.conv", "input", rng, 4, (4, 11, 9), 6, 3, (2, 1), (2, 1), (2, 1), 2, 64, 1 << 20, 1 << 40, 17, 90)]
     n.append(IntNode("a.clamp", "clamp", ("a.conv",), n[-1].output_shape, n[-1].out, {"lo": 90, "hi": 200}))
@@ -140,15 +150,15 @@ def synthetic_graph():
                      {"kernel": (3, 2), "stride": (2, 2), "padding": (1, 1), "dilation": (1, 2)}))  # fmt: skip
     n.append(IntNode("b.avg", "avg_pool2d", ("a.clamp",), (6, 3, 5), n[1].out,
                      {"kernel": (3, 3), "stride": (2, 2), "padding": (1, 1)}))  # fmt: skip
-    n.append(IntNode("b.table", "table", ("b.avg",), (6, 3, 5), QTensor(0.2, 3),
+    n.append(IntNode(TABLE, "table", ("b.avg",), (6, 3, 5), QTensor(0.2, 3),
                      {}, {"table": rng.integers(0, 256, 256).astype(np.uint8)}))  # fmt: skip
-    n.append(IntNode("b.shuffle", "channel_shuffle", ("b.table",), (6, 3, 5), n[-1].out, {"groups": 3}))
+    n.append(IntNode("b.shuffle", "channel_shuffle", (TABLE,), (6, 3, 5), n[-1].out, {"groups": 3}))
     n.append(_conv("c.conv", "b.max", rng, 6, (6, 3, 5), 6, 3, (1, 1), (1, 1), (1, 1), 1, 32, 127, 300, 100, 40))
-    n.append(IntNode("c.add", "add", ("b.shuffle", "c.conv"), (6, 3, 5), QTensor(0.3, 77),
+    n.append(IntNode(ADD, "add", ("b.shuffle", "c.conv"), (6, 3, 5), QTensor(0.3, 77),
                      {"zero_a": 3, "zero_b": 40, "zero_out": 77},
                      {"m_a": np.int64(40000), "s_a": np.int64(17), "m_b": np.int64(3),
                       "s_b": np.int64(0)}))  # fmt: skip
-    n.append(IntNode("d.gap", "global_avg_pool2d", ("c.add",), (6, 1, 1), n[-1].out))
+    n.append(IntNode("d.gap", "global_avg_pool2d", (ADD,), (6, 1, 1), n[-1].out))
     n.append(IntNode("d.flat", "reshape", ("d.gap",), (6,), n[-1].out))
     lin = {"w_minus_z": rng.integers(-40000, 40000, (5, 6)).astype(np.int32),
            "b_q": rng.integers(-(1 << 35), 1 << 35, 5).astype(np.int64),
@@ -270,8 +280,9 @@ def test_generated_files_are_deterministic_and_declare_the_api(lenet_graph, tmp_
         assert not re.search(rf"\b{banned}\b", code), banned
     written = write_csource(ig, "lenet", tmp_path)
     assert [p.read_bytes() for p in written] == [files[p.name] for p in written]
-    with pytest.raises(UsageError, match="C identifier"):
-        generate(ig, "9lives")
+    for bad in ("9lives", "le net", "qx", "qx_net", ""):
+        with pytest.raises(UsageError, match="C identifier"):
+            generate(ig, bad)
 
 
 # ---------------------------------------------------------------------------------------------

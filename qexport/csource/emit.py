@@ -29,7 +29,9 @@ def _c_string(s: str) -> str:
 
 
 def _comment(s: str) -> str:
-    return s.replace("*/", "* /").encode("ascii", "replace").decode()
+    """A name inside a C comment: only harmless characters (no comment delimiters, trigraphs or
+    line splices can form)."""
+    return re.sub(r"[^A-Za-z0-9_.:+\- ]", "_", s)
 
 
 class Emitter:
@@ -180,8 +182,9 @@ class Emitter:
 
 def generate(igraph: IntGraph, name: str) -> dict[str, bytes]:
     """{"<name>_inference.h": ..., "<name>_inference.c": ...} for the integer graph `igraph`."""
-    if not IDENT.match(name or ""):
-        raise UsageError(f"C name {name!r}: give a C identifier (letters, digits, _; not starting with a digit)")
+    if not IDENT.match(name or "") or name.lower() == "qx" or name.lower().startswith("qx_"):
+        raise UsageError(f"C name {name!r}: give a C identifier (letters, digits, _; not starting with a digit; "
+                         f"qx and qx_... are the generated file's own names)")  # fmt: skip
     e = Emitter(igraph, name)
     c = e.source()  # fills the arena offsets used by the header too
     return {f"{name}_inference.h": e.header().encode("ascii"), f"{name}_inference.c": c.encode("ascii")}

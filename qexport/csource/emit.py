@@ -1,0 +1,190 @@
+"""The two files of `qexport.csource.generate`: `<name>_inference.h` (the API and sizes) and
+`<name>_inference.c` (parameters, kernels, the static arena and `<name>_run`)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from ..errors import UsageError
+from ..integer.ir import IntGraph, IntNode
+from .arena import Arena, check_arena, plan_arena
+from .kernels import CLAMP, GEOMETRY, OPS, RSHIFT, conv_kernel, conv_tag
+from .params import c_array, narrowest
+
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _c_string(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif " " <= ch <= "~" and ch != "?":  # no trigraphs
+            out.append(ch)
+        else:
+            out.append("".join(f"\\{b:03o}" for b in ch.encode("utf-8")))
+    return '"' + "".join(out) + '"'
+
+
+def _comment(s: str) -> str:
+    """A name inside a C comment: only harmless characters (no comment delimiters, trigraphs or
+    line splices can form)."""
+    return re.sub(r"[^A-Za-z0-9_.:+\- ]", "_", s)
+
+
+class Emitter:
+    def __init__(self, igraph: IntGraph, name: str):
+        self.g, self.name, self.NAME = igraph, name, name.upper()
+        self.arena: Arena = plan_arena(igraph)
+        check_arena(igraph, self.arena)
+        self.shapes = {"input": tuple(igraph.input_shape), **{n.name: tuple(n.output_shape) for n in igraph.nodes}}
+        self.params: list[str] = []
+        self.kernels: dict[str, str] = {}
+        self.calls: list[str] = []
+
+    def buf(self, name: str) -> str:
+        return "input" if name == "input" else f"(qx_arena + {self.arena.offsets[name]})"
+
+    def array(self, ident: str, ctype: str, values, comment: str) -> str:
+        self.params.append(c_array(ctype, ident, values, comment))
+        return ident
+
+    def use(self, op: str) -> None:
+        self.kernels.setdefault(op, OPS[op])
+
+    # ---- one call per node
+
+    def weighted(self, k: int, n: IntNode, p: str) -> str:
+        a, r = n.attrs, n.arrays
+        wt = narrowest(r["w_minus_z"])
+        bt = narrowest(r["b_q"], "int32_t")
+        acc = "int32_t" if a["acc_bits"] == 32 else "int64_t"
+        tag = conv_tag(wt, bt, acc)
+        self.kernels.setdefault("conv_" + tag, conv_kernel(wt, bt, acc))
+        w = self.array(p + "_w", wt, r["w_minus_z"], f"{_comment(n.name)}: w - Z_w")
+        b = self.array(p + "_b", bt, r["b_q"], "b_q")
+        m = self.array(p + "_m", "int32_t", r["m"], "m")
+        s = self.array(p + "_s", "uint8_t", r["s"], "s")
+        shape_in = self.shapes[n.inputs[0]]
+        if n.op == "linear":
+            geom = [shape_in[0], 1, 1, n.output_shape[0], 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1]
+        else:
+            cin, h, wd = shape_in
+            cout, ho, wo = n.output_shape
+            kh, kw = r["w_minus_z"].shape[2:]
+            geom = [cin, h, wd, cout, ho, wo, kh, kw, *a["stride"], *a["padding"], *a["dilation"], a["groups"]]
+        geom += [a["zero_in"], a["zero_out"], a["lo"], a["hi"]]
+        self.params.append(f"static const qx_conv_geom {p}_g = {{{', '.join(str(int(v)) for v in geom)}}};\n")
+        return f"qx_conv_{tag}(&{p}_g, {w}, {b}, {m}, {s}, {{x}}, {{y}})"
+
+    def pool(self, k: int, n: IntNode, p: str) -> str:
+        a = n.attrs
+        c, h, w = self.shapes[n.inputs[0]]
+        _, ho, wo = n.output_shape
+        dil = a.get("dilation", (1, 1))
+        pad = n.out.zero_point if n.op == "avg_pool2d" else 0
+        geom = [c, h, w, ho, wo, *a["kernel"], *a["stride"], *a["padding"], *dil, pad]
+        self.params.append(f"static const qx_pool_geom {p}_g = {{{', '.join(str(int(v)) for v in geom)}}};\n")
+        self.use(n.op)
+        return f"qx_{'max' if n.op == 'max_pool2d' else 'avg'}_pool(&{p}_g, {{x}}, {{y}})"
+
+    def node_call(self, k: int, n: IntNode) -> str:
+        p = f"qx_n{k}"
+        size = self.arena.sizes[n.name]
+        if n.op in ("conv2d", "linear"):
+            return self.weighted(k, n, p)
+        if n.op in ("max_pool2d", "avg_pool2d"):
+            return self.pool(k, n, p)
+        if n.op != "add":
+            self.use(n.op)
+        if n.op == "clamp":
+            return f"qx_clamp_codes({size}, {int(n.attrs['lo'])}, {int(n.attrs['hi'])}, {{x}}, {{y}})"
+        if n.op == "global_avg_pool2d":
+            c, h, w = self.shapes[n.inputs[0]]
+            return f"qx_global_avg({c}, {h * w}, {{x}}, {{y}})"
+        if n.op == "reshape":
+            return f"qx_copy({size}, {{x}}, {{y}})"
+        if n.op == "channel_shuffle":
+            c, h, w = self.shapes[n.inputs[0]]
+            return f"qx_shuffle({c}, {h * w}, {int(n.attrs['groups'])}, {{x}}, {{y}})"
+        if n.op == "table":
+            t = self.array(p + "_t", "uint8_t", n.arrays["table"], f"{_comment(n.name)}: table")
+            return f"qx_table({size}, {t}, {{x}}, {{y}})"
+        if n.op == "add":
+            self.use("add")
+            a, r = n.attrs, n.arrays
+            vals = [a["zero_a"], a["zero_b"], a["zero_out"], int(np.asarray(r["m_a"]).ravel()[0]),
+                    int(np.asarray(r["m_b"]).ravel()[0])]  # fmt: skip
+            pp = self.array(p + "_p", "int32_t", vals, f"{_comment(n.name)}: zero_a, zero_b, zero_out, m_a, m_b")
+            ss = self.array(p + "_s", "uint8_t", [int(np.asarray(r["s_a"]).ravel()[0]),
+                                                  int(np.asarray(r["s_b"]).ravel()[0])], "s_a, s_b")  # fmt: skip
+            return f"qx_add({size}, {pp}, {ss}, {self.buf(n.inputs[0])}, {self.buf(n.inputs[1])}, {{y}})"
+        raise UsageError(f"node {n.name} ({n.op}): no C kernel for this op yet")
+
+    # ---- the files
+
+    def source(self) -> str:
+        N = self.NAME
+        run = []
+        for k, n in enumerate(self.g.nodes):
+            call = self.node_call(k, n).replace("{x}", self.buf(n.inputs[0])).replace("{y}", self.buf(n.name))
+            run.append(f"    /* {k}: {_comment(n.name)} ({n.op}) */\n    {call};\n"
+                       f"    if (qx_hook)\n        qx_hook({k}, qx_names[{k}], {self.buf(n.name)}, "
+                       f"(size_t){self.arena.sizes[n.name]});\n")  # fmt: skip
+        names = ",\n    ".join(_c_string(n.name) for n in self.g.nodes)
+        kernels = [self.kernels[k] for k in sorted(self.kernels)]
+        ops = {n.op for n in self.g.nodes}
+        prelude = (RSHIFT if ops & {"conv2d", "linear", "add"} else "") + \
+            (CLAMP if ops & {"conv2d", "linear", "add", "clamp"} else "") + GEOMETRY
+        return "".join([
+            f"/* {self.name}_inference.c: the integer graph in C99 (generated by qexport; do not edit).\n"
+            f"   Arithmetic contract: qexport/integer/ir.py.  No malloc, no float; one static arena. */\n",
+            f'#include "{self.name}_inference.h"\n',
+            prelude, *kernels, "\n", *self.params, "\n",
+            f"static const char *const qx_names[{N}_NODE_COUNT] = {{\n    {names}\n}};\n\n",
+            f"static uint8_t qx_arena[{N}_ARENA_SIZE];\n",
+            f"static {self.name}_hook qx_hook = 0;\n\n",
+            f"void {self.name}_set_hook({self.name}_hook h)\n{{\n    qx_hook = h;\n}}\n\n",
+            f"int {self.name}_run(const uint8_t *input, uint8_t *output)\n{{\n    int32_t i;\n", *run,
+            f"    for (i = 0; i < {N}_OUTPUT_SIZE; i++)\n        output[i] = {self.buf(self.g.output)}[i];\n"
+            f"    return 0;\n}}\n",
+        ])  # fmt: skip
+
+    def header(self) -> str:
+        N, name = self.NAME, self.name
+        out = self.g.node(self.g.output)
+        guard = f"{N}_INFERENCE_H"
+        return (
+            f"/* {name}_inference.h: the integer graph in C99 (generated by qexport; do not edit). */\n"
+            f"#ifndef {guard}\n#define {guard}\n\n#include <stddef.h>\n#include <stdint.h>\n\n"
+            f"#ifdef __cplusplus\nextern \"C\" {{\n#endif\n\n"
+            f"/* input: raw pixels {' x '.join(map(str, self.g.input_shape))} (C x H x W); "
+            f"scale {self.g.input.scale!r}, zero point {self.g.input.zero_point} */\n"
+            f"#define {N}_INPUT_SIZE {int(np.prod(self.g.input_shape))}\n"
+            f"/* output: the codes of node {_comment(out.name)}, "
+            f"{' x '.join(map(str, out.output_shape))}; scale {out.out.scale!r}, zero point {out.out.zero_point} */\n"
+            f"#define {N}_OUTPUT_SIZE {self.arena.sizes[out.name]}\n"
+            f"#define {N}_OUTPUT_ZERO_POINT {out.out.zero_point}\n"
+            f"#define {N}_NODE_COUNT {len(self.g.nodes)}\n"
+            f"/* bytes of the static arena holding every node's output, laid out by liveness */\n"
+            f"#define {N}_ARENA_SIZE {self.arena.size}\n\n"
+            f"/* called after every node with its index, name and uint8 codes (n bytes, C order) */\n"
+            f"typedef void (*{name}_hook)(int node, const char *name, const uint8_t *codes, size_t n);\n"
+            f"void {name}_set_hook({name}_hook h);\n\n"
+            f"/* runs one image; input: {N}_INPUT_SIZE bytes, output: {N}_OUTPUT_SIZE bytes; returns 0.\n"
+            f"   Not reentrant: the arena is static. */\n"
+            f"int {name}_run(const uint8_t *input, uint8_t *output);\n\n"
+            f"#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */\n"
+        )  # fmt: skip
+
+
+def generate(igraph: IntGraph, name: str) -> dict[str, bytes]:
+    """{"<name>_inference.h": ..., "<name>_inference.c": ...} for the integer graph `igraph`."""
+    if not IDENT.match(name or "") or name.lower() == "qx" or name.lower().startswith("qx_"):
+        raise UsageError(f"C name {name!r}: give a C identifier (letters, digits, _; not starting with a digit; "
+                         f"qx and qx_... are the generated file's own names)")  # fmt: skip
+    e = Emitter(igraph, name)
+    c = e.source()  # fills the arena offsets used by the header too
+    return {f"{name}_inference.h": e.header().encode("ascii"), f"{name}_inference.c": c.encode("ascii")}

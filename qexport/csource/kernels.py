@@ -1,0 +1,191 @@
+"""The C kernels of the generated .c (qexport.csource): one static function per op kind and, for
+the weighted ops, per (weight type, bias type, accumulator type) actually used.  Each is a
+literal transcription of the arithmetic contract in qexport/integer/ir.py on one image (N = 1,
+C x H x W in C order).  C99 and C++11 alike: every narrowing is an explicit cast."""
+
+from __future__ import annotations
+
+RSHIFT = r"""
+/* rshift(v, s) = (v + 2^(s-1)) >> s with an arithmetic (flooring) shift; s = 0 leaves v.
+   A right shift of a negative signed value is implementation-defined in C, so a negative sum is
+   shifted as its complement in uint64_t: floor(t / 2^s) = -(((-t - 1) >> s) + 1) for t < 0,
+   which is exact floor division on every compiler.  |v| < 2^62 (checked by the lowering). */
+static int64_t qx_rshift(int64_t v, unsigned s)
+{
+    int64_t t;
+    if (s == 0u)
+        return v;
+    t = v + ((int64_t)1 << (s - 1u));
+    if (t >= 0)
+        return (int64_t)((uint64_t)t >> s);
+    return -(int64_t)(((uint64_t)(-(t + 1))) >> s) - 1;
+}
+"""
+
+CLAMP = r"""
+static uint8_t qx_clamp(int64_t v, int32_t lo, int32_t hi)
+{
+    return (uint8_t)(v < lo ? lo : (v > hi ? hi : v));
+}
+"""
+
+GEOMETRY = r"""
+/* conv2d / linear geometry; linear is a conv with a 1 x 1 plane and a 1 x 1 kernel */
+typedef struct {
+    int32_t cin, h, w, cout, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, groups;
+    int32_t zin, zout, lo, hi;
+} qx_conv_geom;
+
+typedef struct {
+    int32_t c, h, w, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, pad;
+} qx_pool_geom;
+"""
+
+CONV = r"""
+static void qx_conv_{tag}(const qx_conv_geom *g, const {wt} *wq, const {bt} *bq, const int32_t *m,
+                         const uint8_t *s, const uint8_t *x, uint8_t *y)
+{
+    int32_t o, oy, ox, c, ky, kx;
+    const int32_t cg = g->cin / g->groups, og = g->cout / g->groups;
+    for (o = 0; o < g->cout; o++) {
+        const int32_t c0 = (o / og) * cg;
+        for (oy = 0; oy < g->ho; oy++) {
+            for (ox = 0; ox < g->wo; ox++) {
+                {acc} acc = ({acc})bq[o];
+                for (c = 0; c < cg; c++) {
+                    const uint8_t *xc = x + (int32_t)(c0 + c) * g->h * g->w;
+                    const {wt} *wc = wq + ((o * cg + c) * g->kh) * g->kw;
+                    for (ky = 0; ky < g->kh; ky++) {
+                        const int32_t iy = oy * g->sh - g->ph + ky * g->dh;
+                        if (iy < 0 || iy >= g->h)
+                            continue; /* padding holds Z_x: it contributes 0 */
+                        for (kx = 0; kx < g->kw; kx++) {
+                            const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
+                            if (ix < 0 || ix >= g->w)
+                                continue;
+                            acc += ({acc})((int32_t)xc[iy * g->w + ix] - g->zin) * ({acc})wc[ky * g->kw + kx];
+                        }
+                    }
+                }
+                y[(o * g->ho + oy) * g->wo + ox] =
+                    qx_clamp(g->zout + qx_rshift((int64_t)acc * (int64_t)m[o], s[o]), g->lo, g->hi);
+            }
+        }
+    }
+}
+"""
+
+OPS = {
+    "clamp": r"""
+static void qx_clamp_codes(int32_t n, int32_t lo, int32_t hi, const uint8_t *x, uint8_t *y)
+{
+    int32_t i;
+    for (i = 0; i < n; i++)
+        y[i] = qx_clamp(x[i], lo, hi);
+}
+""",
+    "max_pool2d": r"""
+/* on codes; padding (0) never wins over a code, so only the plane's positions are visited */
+static void qx_max_pool(const qx_pool_geom *g, const uint8_t *x, uint8_t *y)
+{
+    int32_t c, oy, ox, ky, kx;
+    for (c = 0; c < g->c; c++)
+        for (oy = 0; oy < g->ho; oy++)
+            for (ox = 0; ox < g->wo; ox++) {
+                uint8_t best = 0;
+                for (ky = 0; ky < g->kh; ky++) {
+                    const int32_t iy = oy * g->sh - g->ph + ky * g->dh;
+                    if (iy < 0 || iy >= g->h)
+                        continue;
+                    for (kx = 0; kx < g->kw; kx++) {
+                        const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
+                        if (ix >= 0 && ix < g->w && x[(c * g->h + iy) * g->w + ix] > best)
+                            best = x[(c * g->h + iy) * g->w + ix];
+                    }
+                }
+                y[(c * g->ho + oy) * g->wo + ox] = best;
+            }
+}
+""",
+    "avg_pool2d": r"""
+/* (sum + k / 2) / k on codes over k = kh * kw positions, padding holding the zero point */
+static void qx_avg_pool(const qx_pool_geom *g, const uint8_t *x, uint8_t *y)
+{
+    int32_t c, oy, ox, ky, kx;
+    const uint32_t k = (uint32_t)(g->kh * g->kw);
+    for (c = 0; c < g->c; c++)
+        for (oy = 0; oy < g->ho; oy++)
+            for (ox = 0; ox < g->wo; ox++) {
+                uint32_t sum = 0;
+                for (ky = 0; ky < g->kh; ky++)
+                    for (kx = 0; kx < g->kw; kx++) {
+                        const int32_t iy = oy * g->sh - g->ph + ky * g->dh;
+                        const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
+                        if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                            sum += (uint32_t)g->pad;
+                        else
+                            sum += x[(c * g->h + iy) * g->w + ix];
+                    }
+                y[(c * g->ho + oy) * g->wo + ox] = (uint8_t)((sum + k / 2u) / k);
+            }
+}
+""",
+    "global_avg_pool2d": r"""
+static void qx_global_avg(int32_t c, int32_t hw, const uint8_t *x, uint8_t *y)
+{
+    int32_t i, j;
+    for (i = 0; i < c; i++) {
+        uint32_t sum = 0;
+        for (j = 0; j < hw; j++)
+            sum += x[i * hw + j];
+        y[i] = (uint8_t)((sum + (uint32_t)hw / 2u) / (uint32_t)hw);
+    }
+}
+""",
+    "reshape": r"""
+static void qx_copy(int32_t n, const uint8_t *x, uint8_t *y)
+{
+    int32_t i;
+    for (i = 0; i < n; i++)
+        y[i] = x[i];
+}
+""",
+    "channel_shuffle": r"""
+/* output channel a * groups + b is input channel b * (c / groups) + a */
+static void qx_shuffle(int32_t c, int32_t hw, int32_t groups, const uint8_t *x, uint8_t *y)
+{
+    int32_t a, b, j;
+    const int32_t per = c / groups;
+    for (a = 0; a < per; a++)
+        for (b = 0; b < groups; b++)
+            for (j = 0; j < hw; j++)
+                y[(a * groups + b) * hw + j] = x[(b * per + a) * hw + j];
+}
+""",
+    "table": r"""
+static void qx_table(int32_t n, const uint8_t *table, const uint8_t *x, uint8_t *y)
+{
+    int32_t i;
+    for (i = 0; i < n; i++)
+        y[i] = table[x[i]];
+}
+""",
+    "add": r"""
+static void qx_add(int32_t n, const int32_t *p, const uint8_t *s, const uint8_t *a, const uint8_t *b, uint8_t *y)
+{   /* p: zero_a, zero_b, zero_out, m_a, m_b */
+    int32_t i;
+    for (i = 0; i < n; i++)
+        y[i] = qx_clamp((int64_t)p[2] + qx_rshift((int64_t)((int32_t)a[i] - p[0]) * (int64_t)p[3], s[0])
+                        + qx_rshift((int64_t)((int32_t)b[i] - p[1]) * (int64_t)p[4], s[1]), 0, 255);
+}
+""",
+}
+
+
+def conv_tag(wt: str, bt: str, acc: str) -> str:
+    return f"{wt[:-2].replace('int', 'w')}_{bt[:-2].replace('int', 'b')}_{acc[:-2].replace('int', 'a')}"
+
+
+def conv_kernel(wt: str, bt: str, acc: str) -> str:
+    return (CONV.replace("{tag}", conv_tag(wt, bt, acc)).replace("{wt}", wt).replace("{bt}", bt)
+            .replace("{acc}", acc))  # fmt: skip

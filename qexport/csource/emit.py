@@ -93,6 +93,8 @@ class Emitter:
     def node_call(self, k: int, n: IntNode) -> str:
         p = f"qx_n{k}"
         size = self.arena.sizes[n.name]
+        if n.op in ("conv2d", "linear") and n.attrs.get("mode", "requantize") != "requantize":
+            raise UsageError(f"node {n.name} ({n.op}): no C kernel for BN + sign thresholds yet")
         if n.op in ("conv2d", "linear"):
             return self.weighted(k, n, p)
         if n.op in ("max_pool2d", "avg_pool2d"):

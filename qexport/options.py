@@ -86,6 +86,25 @@ RUN_OPTION_NAMES = ("arch", "report", "verbose", "model_def")
 SHARED_OPTION_NAMES = PLAN_OPTION_NAMES + ENCODE_OPTION_NAMES + RUN_OPTION_NAMES
 
 
+CALIBRATION_OPTIONS = (
+    click.option("--calibrate", "calibration_data", metavar="DATA",
+                 help="Calibration images (.npy/.npz, image folder, CIFAR, MNIST; README \"Integer inference\")."),
+    click.option("--calibration-samples", type=click.IntRange(1), default=256, show_default=True,
+                 help="Calibrate on the first N images."),
+    click.option("--percentile", type=float, default=None, metavar="P",
+                 help="Calibrate each node to its P-th percentile range (e.g. 99.99) instead of min/max."),
+    click.option("--mean", default=None, metavar="M[,M,M]", help="Normalisation mean per channel, 0..1 pixel scale."),
+    click.option("--std", default=None, metavar="S[,S,S]", help="Normalisation std per channel, 0..1 pixel scale."),
+)  # fmt: skip
+CALIBRATION_OPTION_NAMES = ("calibration_data", "calibration_samples", "percentile", "mean", "std")
+
+
+def calibration_options(f):
+    for option in reversed(CALIBRATION_OPTIONS):
+        f = option(f)
+    return f
+
+
 def plan_options(f):
     for option in reversed(PLAN_OPTIONS):
         f = option(f)

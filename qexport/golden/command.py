@@ -10,7 +10,7 @@ import click
 from ..encode.options import EncodeOptions
 from ..errors import CannotHandle, UsageError
 from ..model import QuantizedModel
-from ..options import model_argument, plan_options
+from ..options import calibration_options, model_argument, plan_options
 from ..prepare import require_graph
 from .binary import binary_golden, binary_layers
 from .inputs import load_inputs
@@ -64,15 +64,13 @@ def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: i
     shape = network_input_shape(qmodel.model)
     data = load_inputs(inputs, samples, shape, qmodel.model.graph_origin or qmodel.arch)
     if calibration_data:
-        from ..data import load_data, parse_normalisation
-        from ..integer.calibrate import calibrate
+        from ..integer.calibrate import calibrated_graph
         from .integer import integer_golden
 
         if layers:
             raise UsageError("--layer selects binary layers; the integer graph's golden vectors give every node")
-        m, s = parse_normalisation(mean, std, shape[0])
-        cal_set = load_data(calibration_data, channels=shape[0], size=tuple(shape[1:]), limit=calibration_samples)
-        g = integer_golden(qmodel, data, calibrate(qmodel, cal_set.images, m, s, percentile=percentile))
+        igraph, cal, _, _ = calibrated_graph(qmodel, calibration_data, calibration_samples, percentile, mean, std)
+        g = integer_golden(igraph, data, cal)
     elif mean or std or percentile is not None:
         raise UsageError("--mean, --std and --percentile shape the integer graph: give --calibrate DATA too")
     else:
@@ -94,13 +92,7 @@ def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: i
               help="npy: one .npy per stage; mem: one $readmemh .mem per stage; cheader: golden.h.")
 @click.option("--layer", "layers", multiple=True, metavar="GLOB",
               help="Binary architectures: only the binary layers matching GLOB (repeatable; default: all).")
-@click.option("--calibrate", "calibration_data", metavar="DATA",
-              help="Golden vectors of the integer graph, every node, calibrated on DATA (README \"Integer inference\").")
-@click.option("--calibration-samples", type=click.IntRange(1), default=256, show_default=True,
-              help="Calibrate on the first N images of DATA.")
-@click.option("--percentile", type=float, default=None, metavar="P", help="Percentile ranges instead of min/max.")
-@click.option("--mean", default=None, metavar="M[,M,M]", help="Normalisation mean per channel, 0..1 pixel scale.")
-@click.option("--std", default=None, metavar="S[,S,S]", help="Normalisation std per channel, 0..1 pixel scale.")
+@calibration_options
 @plan_options
 def golden_cmd(model, inputs, samples, output, fmt, layers, calibration_data, calibration_samples, percentile, mean,
                std, **kw):  # fmt: skip

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..model import QuantizedModel
 from .stages import Golden, Inputs, Stage, add_labels
 
 
-def integer_golden(qmodel: QuantizedModel, inputs: Inputs, calibration) -> Golden:
-    from ..integer.lower import lower
+def integer_golden(igraph, inputs: Inputs, calibration) -> Golden:
     from ..integer.run import run_integer
 
-    igraph = lower(qmodel, calibration)
     codes = run_integer(igraph, inputs.images)
     zp_in = igraph.input
     stages = [Stage("input", inputs.images, f"input pixels, uint8; value (p - {zp_in.zero_point}) * {zp_in.scale:.9g}",

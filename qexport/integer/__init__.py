@@ -1,3 +1,5 @@
-"""Integer inference (README "Integer inference", in progress): the float network a plan stands
-for (`network`), and calibration of every node's output range on real inputs (`calibrate`).
-The integer graph lowered from graph + plan + calibration is not built yet."""
+"""Integer inference (README "Integer inference"): the float network a plan stands for
+(`network`), calibration of every node's range on real inputs (`calibrate`), the integer graph
+and its arithmetic contract (`ir`), its lowering (`lower`, `weighted`: one handler per op), the
+int64 reference that runs it (`run`) and `qexport eval` (`command`).  C source of the integer
+graph is qexport.csource."""

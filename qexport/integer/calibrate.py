@@ -89,3 +89,20 @@ def _progress(total: int):
     bar = click.progressbar(length=total, label="qexport: calibrating", file=sys.stderr)
     bar.render_progress()
     return bar
+
+
+def calibrated_graph(qmodel: QuantizedModel, calibration_data, calibration_samples: int = 256,
+                     percentile: float | None = None, mean: str | None = None, std: str | None = None):
+    """(IntGraph, Calibration, mean, std) from the CLI's calibration options: load the images, parse
+    the normalisation, calibrate, lower."""
+    from ..data import load_data, parse_normalisation
+    from ..graph.stage import network_input_shape
+    from .lower import lower
+
+    if not calibration_data:
+        raise UsageError("give --calibrate DATA: the integer graph's activation ranges come from real images")
+    shape = network_input_shape(qmodel.model)
+    m, s = parse_normalisation(mean, std, shape[0])
+    images = load_data(calibration_data, channels=shape[0], size=tuple(shape[1:]), limit=calibration_samples).images
+    cal = calibrate(qmodel, images, m, s, percentile=percentile)
+    return lower(qmodel, cal), cal, m, s

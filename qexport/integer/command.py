@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from ..options import model_argument, plan_options
+from ..options import calibration_options, model_argument, plan_options
 
 
 def evaluate(model_path=None, data=None, calibration_data=None, calibration_samples: int = 256,
@@ -15,14 +15,13 @@ def evaluate(model_path=None, data=None, calibration_data=None, calibration_samp
     as fractions; None without labels)."""
     import numpy as np
 
-    from ..data import load_data, parse_normalisation
+    from ..data import load_data
     from ..errors import UsageError
     from ..graph.execute import run_graph
     from ..graph.stage import model_graph
     from ..prepare import prepare
     from ..quantize.plan import seed_unless_asked
-    from .calibrate import calibrate, normalised
-    from .lower import lower
+    from .calibrate import calibrated_graph, normalised
     from .network import planned_network
     from .run import run_integer
 
@@ -33,11 +32,8 @@ def evaluate(model_path=None, data=None, calibration_data=None, calibration_samp
     qmodel = prepared.quantized
     graph = model_graph(qmodel.model)
     channels, *size = graph.input_shape
-    m, s = parse_normalisation(mean, std, channels)
     evaluation = load_data(data, channels=channels, size=tuple(size), limit=samples)
-    cal_set = load_data(calibration_data or data, channels=channels, size=tuple(size), limit=calibration_samples)
-    cal = calibrate(qmodel, cal_set.images, m, s, percentile=percentile)
-    igraph = lower(qmodel, cal)
+    igraph, cal, m, s = calibrated_graph(qmodel, calibration_data or data, calibration_samples, percentile, mean, std)
     x = evaluation.images
     float_logits = run_graph(graph, {k: np.asarray(v) for k, v in qmodel.model.tensors.items()},
                              normalised(x, m, s))[graph.output]  # fmt: skip
@@ -61,14 +57,8 @@ def evaluate(model_path=None, data=None, calibration_data=None, calibration_samp
 @click.command("eval")
 @model_argument
 @click.option("--data", metavar="DATA", help="Evaluation images with labels (.npy/.npz, image folder, CIFAR, MNIST).")
-@click.option("--calibrate", "calibration_data", metavar="DATA", help="Calibration images (default: --data).")
-@click.option("--calibration-samples", type=click.IntRange(1), default=256, show_default=True,
-              help="Calibrate on the first N images.")
-@click.option("--percentile", type=float, default=None, metavar="P",
-              help="Calibrate each node to its P-th percentile range (e.g. 99.99) instead of min/max.")
-@click.option("--mean", default=None, metavar="M[,M,M]", help="Normalisation mean per channel, 0..1 pixel scale.")
-@click.option("--std", default=None, metavar="S[,S,S]", help="Normalisation std per channel, 0..1 pixel scale.")
 @click.option("-n", "--samples", type=click.IntRange(1), default=None, help="Evaluate the first N images.")
+@calibration_options
 @plan_options
 def eval_cmd(model, **kw):
     """Top-1 accuracy of the float network, of the plan's dequantized network and of the integer

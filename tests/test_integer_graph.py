@@ -122,3 +122,24 @@ def test_what_the_default_profile_cannot_compute_is_refused_naming_the_node(tmp_
     calt = calibrate(qt, np.zeros((2, 3, 32, 32), np.uint8), progress=False)
     with pytest.raises(PlanError, match=r"node tnn_bin.0 \(conv2d\): the plan keeps it float.*--only '\*'"):
         lower(qt, calt)
+
+
+def test_csource_command_writes_compilable_c_or_nothing(tmp_path):
+    import subprocess
+
+    from conftest import FIXTURES, run_cli
+
+    out = tmp_path / "c"
+    r = run_cli("csource", LENET, "--bits", "8", "--calibrate", FIXTURES / "digits_test.npz",
+                "--calibration-samples", "64", "-o", out, "--name", "lenet")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["lenet_inference.c", "lenet_inference.h"]
+    cc = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c",
+                         str(out / "lenet_inference.c"), "-o", str(tmp_path / "l.o")], capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    r = run_cli("csource", LENET, "--bits", "8", "-o", tmp_path / "none")
+    assert r.returncode == 2 and "--calibrate DATA" in r.stderr and not (tmp_path / "none").exists()
+    r = run_cli("csource", LENET, "--bits", "8", "--keep-float", "f6", "--calibrate", FIXTURES / "digits_test.npz",
+                "-o", tmp_path / "kept")  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr and not (tmp_path / "kept").exists()
+    assert "node f6 (linear): the plan keeps it float" in r.stderr.strip().splitlines()[-1]

@@ -124,6 +124,100 @@ def test_what_the_default_profile_cannot_compute_is_refused_naming_the_node(tmp_
         lower(qt, calt)
 
 
+def test_eval_command_on_real_digits():
+    from conftest import FIXTURES, run_cli
+
+    r = run_cli("eval", LENET, "--data", FIXTURES / "digits_test.npz", "--bits", "8", "--calibration-samples", "100")
+    assert r.returncode == 0, r.stderr
+    rows = dict(line.split(":", 1) for line in r.stdout.splitlines())
+    pct = {k.strip(): float(v.strip().split()[0]) for k, v in rows.items() if k != "images"}
+    assert rows["images"].strip() == "359 (calibrated on 100)"
+    assert pct["float (as trained)"] > 95 and abs(pct["integer graph"] - pct["float (plan)"]) <= 1.0, r.stdout
+    assert "assumed seed 002's LeNet" in r.stderr and "calibrated on the first 100 images" in r.stderr
+
+
+SIG = '''
+import torch
+from torch import nn
+
+class SigNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.c3 = nn.Conv2d(6, 16, 5)
+        self.c5 = nn.Conv2d(16, 120, 5)
+        self.f6 = nn.Linear(120, 84)
+        self.output = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = nn.functional.avg_pool2d(torch.sigmoid(self.c1(x)), 2)
+        x = nn.functional.avg_pool2d(torch.tanh(self.c3(x)), 2)
+        return self.output(self.f6(torch.flatten(self.c5(x), 1)))
+'''
+
+
+def test_sigmoid_and_tanh_through_tables_follow_the_float_network(tmp_path, lenet_int):
+    """Your module (--model-def) with Sigmoid and Tanh: the integer graph's tables, node by node."""
+    from qexport.prepare import prepare
+
+    (tmp_path / "sig.py").write_text(SIG)
+    torch.manual_seed(0)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sig_for_test", tmp_path / "sig.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.save(mod.SigNet().state_dict(), tmp_path / "sig.pth")
+    qm = prepare(tmp_path / "sig.pth", command="eval", plan_kw={"bits": 8, "model_def": f"{tmp_path / 'sig.py'}:SigNet"}).quantized
+    x = lenet_int[3][:64]
+    cal = calibrate(qm, x, progress=False)
+    ig = lower(qm, cal)
+    assert [n.op for n in ig.nodes][:3] == ["conv2d", "table", "avg_pool2d"]
+    table = ig.node("sigmoid").arrays["table"]
+    assert table.dtype == np.uint8 and np.all(np.diff(table.astype(int)) >= 0)  # monotone, like sigmoid
+    codes = run_integer(ig, x)
+    graph, state = planned_network(qm)
+    ref = run_graph(graph, state, normalised(x, 0.0, 1.0))
+    for node in ig.nodes:
+        real, want = node.out.real(codes[node.name]), ref[node.source[-1] if node.source else node.name]
+        assert np.abs(real - want).max() <= 0.03 * (np.ptp(want) + 1e-12), node.name
+
+
+def test_golden_vectors_of_every_integer_node(tmp_path):
+    """`golden --calibrate`: one uint8 stage per integer node with its scale and zero point; each
+    stage's value S (q - Z) follows the module's own float64 outputs (forward hooks on the test's
+    torch transcription with the dequantized weights), and the prediction is the output's argmax."""
+    import json
+
+    from conftest import FIXTURES, run_cli
+
+    out = tmp_path / "g"
+    r = run_cli("golden", LENET, "-i", FIXTURES / "digits_test.npz", "-n", "16", "--bits", "8",
+                "--calibrate", FIXTURES / "digits_test.npz", "--calibration-samples", "64", "-o", out)
+    assert r.returncode == 0, r.stderr
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["kind"] == "integer-graph" and "--calibrate digits_test.npz" in man["provenance"]["options"]
+    stages = {s["name"]: s for s in man["stages"]}
+    assert [s["name"] for s in man["stages"]] == ["input", "c1", "s2", "c3", "s4", "c5", "flatten", "f6", "output",
+                                                   "prediction", "label"]  # fmt: skip
+    qm = onnx_qmodel(LENET, bits=8)
+    ref = onnx_reference(qm).double().eval()
+    x, _ = digits_test_split()
+    want = {}
+    for name in ("c1", "s2", "c3", "s4", "c5", "f6", "output"):
+        ref.get_submodule(name).register_forward_hook(lambda m, a, o, n=name: want.__setitem__(n, o.numpy()))
+    with torch.no_grad():
+        ref(torch.from_numpy(normalised(x[:16, None], 0.0, 1.0)))
+    want["c1"], want["c3"] = np.maximum(want["c1"], 0), np.maximum(want["c3"], 0)  # the fused ReLUs
+    for name, expected in want.items():
+        a = np.load(out / stages[name]["file"])
+        assert a.dtype == np.uint8 and a.shape == expected.shape, name
+        real = stages[name]["attrs"]["scale"] * (a.astype(np.float64) - stages[name]["attrs"]["zero_point"])
+        assert np.abs(real - expected).max() <= 0.03 * np.ptp(expected), name
+    pred = np.load(out / stages["prediction"]["file"])
+    np.testing.assert_array_equal(pred, np.load(out / stages["output"]["file"]).argmax(axis=1))
+
+
 def test_csource_command_writes_compilable_c_or_nothing(tmp_path):
     import subprocess
 

@@ -124,12 +124,21 @@ def test_what_the_default_profile_cannot_compute_is_refused_naming_the_node(tmp_
         lower(qt, calt)
 
 
-def test_eval_command_on_real_digits():
+def test_eval_command_on_real_digits(tmp_path):
     from conftest import FIXTURES, run_cli
 
-    r = run_cli("eval", LENET, "--data", FIXTURES / "digits_test.npz", "--bits", "8", "--calibration-samples", "100")
+    import json
+
+    r = run_cli("eval", LENET, "--data", FIXTURES / "digits_test.npz", "--bits", "8", "--calibration-samples", "100",
+                "--report", tmp_path / "eval.json")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    rows = dict(line.split(":", 1) for line in r.stdout.splitlines())
+    head, _, table = r.stdout.partition("\n\n")
+    rows = dict(line.split(":", 1) for line in head.splitlines())
+    data = json.loads((tmp_path / "eval.json").read_text())
+    names = [line.split()[0] for line in table.splitlines()[1:]]
+    assert names == [n["node"] for n in data["nodes"]] == ["c1", "s2", "c3", "s4", "c5", "flatten", "f6", "output"]
+    assert all(n["sqnr_db"] > 30 for n in data["nodes"]), data["nodes"]  # 8-bit activations: ~40 dB
+    assert data["integer"] == pytest.approx(float(rows["integer graph"].split()[0]) / 100, abs=1e-4)
     pct = {k.strip(): float(v.strip().split()[0]) for k, v in rows.items() if k != "images"}
     assert rows["images"].strip() == "359 (calibrated on 100)"
     assert pct["float (as trained)"] > 95 and abs(pct["integer graph"] - pct["float (plan)"]) <= 1.0, r.stdout

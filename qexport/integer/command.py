@@ -38,9 +38,14 @@ def evaluate(model_path=None, data=None, calibration_data=None, calibration_samp
     float_logits = run_graph(graph, {k: np.asarray(v) for k, v in qmodel.model.tensors.items()},
                              normalised(x, m, s))[graph.output]  # fmt: skip
     pgraph, state = planned_network(qmodel)
-    planned_logits = run_graph(pgraph, state, normalised(x, m, s))[pgraph.output]
-    codes = run_integer(igraph, x)[igraph.output].reshape(x.shape[0], -1)
+    planned = run_graph(pgraph, state, normalised(x, m, s))
+    planned_logits = planned[pgraph.output]
+    all_codes = run_integer(igraph, x)
+    codes = all_codes[igraph.output].reshape(x.shape[0], -1)
     y = evaluation.labels
+    nodes = [{"node": n.name, "op": n.op, "computes": list(n.source or (n.name,)),
+              "sqnr_db": node_sqnr(planned[(n.source or (n.name,))[-1]], n.out.real(all_codes[n.name]))}
+             for n in igraph.nodes]  # fmt: skip
 
     def top1(pred):
         return None if y is None else float(np.mean(pred == y))
@@ -51,7 +56,20 @@ def evaluate(model_path=None, data=None, calibration_data=None, calibration_samp
                   f"separate calibration data",)  # fmt: skip
     return {"samples": int(x.shape[0]), "float": top1(float_logits.argmax(1)), "planned": top1(planned_logits.argmax(1)),
             "integer": top1(codes.argmax(1)), "notes": notes, "assumption": qmodel.model.assumption,
-            "calibration_samples": cal.samples}  # fmt: skip
+            "calibration_samples": cal.samples, "nodes": nodes}  # fmt: skip
+
+
+def node_sqnr(reference, got) -> float | None:
+    """10 log10(sum ref^2 / sum (ref - got)^2) in dB: the integer activations against the float
+    network of the plan (what ST's validate and ONNX Runtime's qdq_loss_debug report); None when
+    they are equal (infinite) or the reference is all zero."""
+    import numpy as np
+
+    ref, err = np.asarray(reference, np.float64), np.asarray(reference, np.float64) - np.asarray(got, np.float64)
+    signal, noise = float(np.sum(ref * ref)), float(np.sum(err * err))
+    if noise == 0.0 or signal == 0.0:
+        return None
+    return float(10.0 * np.log10(signal / noise))
 
 
 @click.command("eval")
@@ -75,3 +93,17 @@ def eval_cmd(model, **kw):
     click.echo(f"float (as trained): {text(result['float'])}")
     click.echo(f"float (plan):       {text(result['planned'])}")
     click.echo(f"integer graph:      {text(result['integer'])}")
+    click.echo("")
+    click.echo(f"{'node':<28} {'op':<18} SQNR vs the plan's float network")
+    for row in result["nodes"]:
+        sqnr = "exact" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f} dB"
+        click.echo(f"{row['node']:<28} {row['op']:<18} {sqnr}")
+    if kw.get("report"):
+        import json
+
+        from ..atomic import atomic_file
+
+        with atomic_file(kw["report"], "w") as fh:
+            json.dump({k: v for k, v in result.items() if k != "notes"} | {"notes": list(result["notes"])}, fh,
+                      indent=2, sort_keys=True, allow_nan=False)  # fmt: skip
+            fh.write("\n")

@@ -246,3 +246,49 @@ def test_csource_command_writes_compilable_c_or_nothing(tmp_path):
                 "-o", tmp_path / "kept")  # fmt: skip
     assert r.returncode == 1 and "Traceback" not in r.stderr and not (tmp_path / "kept").exists()
     assert "node f6 (linear): the plan keeps it float" in r.stderr.strip().splitlines()[-1]
+
+
+def test_cat_leaky_relu_and_max_pool_of_a_traced_module(tmp_path):
+    """An Inception-like module (two branches joined by cat, leaky ReLU, max pool) given as
+    --model-def: every integer node follows the float network."""
+    from qexport.prepare import prepare
+
+    (tmp_path / "inc.py").write_text(INCEPTION)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("inc_for_test", tmp_path / "inc.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    torch.manual_seed(1)
+    torch.save(mod.Inc().state_dict(), tmp_path / "inc.pth")
+    qm = prepare(tmp_path / "inc.pth", command="eval", plan_kw={"bits": 8, "model_def": f"{tmp_path / 'inc.py'}:Inc"}).quantized
+    x = np.random.default_rng(2).integers(0, 256, (16, 3, 12, 12)).astype(np.uint8)
+    ig = lower(qm, calibrate(qm, x, progress=False))
+    assert {"cat", "prelu", "max_pool2d"} <= {n.op for n in ig.nodes}
+    codes = run_integer(ig, x)
+    graph, state = planned_network(qm)
+    ref = run_graph(graph, state, normalised(x, 0.0, 1.0))
+    for node in ig.nodes:
+        real, want = node.out.real(codes[node.name]), ref[node.source[-1] if node.source else node.name]
+        assert np.abs(real - want).max() <= 0.03 * (np.ptp(want) + 1e-12), node.name
+
+
+INCEPTION = '''
+import torch
+from torch import nn
+
+INPUT_SHAPE = (3, 12, 12)
+
+class Inc(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 1)
+        self.b = nn.Conv2d(3, 6, 3, padding=1)
+        self.act = nn.LeakyReLU(0.1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(10 * 6 * 6, 5)
+
+    def forward(self, x):
+        y = torch.cat([self.a(x), self.act(self.b(x))], dim=1)
+        return self.fc(torch.flatten(self.pool(y), 1))
+'''

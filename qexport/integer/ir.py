@@ -20,6 +20,11 @@ Arithmetic contract (default profile), every op on integer arrays only:
   (count_include_pad: padding holds Z_x).
 * add: y = clamp(Z_y + rshift((a - Z_a) m_a, s_a) + rshift((b - Z_b) m_b, s_b), 0, 255) with
   m_a / 2^s_a ~ S_a / S_y, likewise for b.
+* prelu / leaky relu: y = clamp(Z_y + rshift(v m_pos, s_pos), 0, 255) for v = q - Z_x >= 0, else
+  with the per-channel (m_neg, s_neg) of the slope (m_neg negative for a negative slope).
+* cat (channels): every input requantized, clamp(Z_y + rshift((q - Z_i) m_i, s_i), 0, 255).
+* BN + sign: code 2 (+1) where (flip ? v <= tau : v >= tau), else 0 (-1), on a layer's accumulator
+  or a tensor's codes (qexport.integer.weighted); sign tensors have codes 0, 1, 2 (S = 1, Z = 1).
 * sigmoid / tanh: a 256-entry table from input code to output code,
   table[q] = clamp(Z_y + round(f(S_x (q - Z_x)) / S_y), 0, 255).
 * flatten / reshape / channel shuffle: index maps on codes.

@@ -18,7 +18,7 @@ from ..quantize.intscale import integer_scale
 from .calibrate import Calibration
 from .ir import IntGraph, IntNode, QTensor
 from .network import planned_network
-from .weighted import SIGN, binarized_next, lower_bn_sign, lower_prelu, lower_weighted
+from .weighted import SIGN, binarized_next, lower_bn_sign, lower_cat, lower_prelu, lower_weighted
 
 
 
@@ -106,6 +106,11 @@ class Lowering:
 
     def op_prelu(self, node: Node):
         lower_prelu(self, node)
+
+    op_leaky_relu = op_prelu
+
+    def op_cat(self, node: Node):
+        lower_cat(self, node)
 
     def op_sign(self, node: Node):
         x_name, x = self.source(node)

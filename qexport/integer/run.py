@@ -116,6 +116,13 @@ OPS = {
 }  # fmt: skip
 
 
+def _cat(node: IntNode, *ins):
+    a, r = node.attrs, node.arrays
+    parts = [np.clip(a["zero_out"] + rshift((x.astype(np.int64) - z) * r[f"m{k}"], r[f"s{k}"]), 0, 255)
+             for k, (x, z) in enumerate(zip(ins, a["zeros_in"]))]  # fmt: skip
+    return np.concatenate(parts, axis=1)
+
+
 def run_integer(igraph: IntGraph, pixels: np.ndarray) -> dict[str, np.ndarray]:
     """Every node's uint8 codes for uint8 input `pixels` (N, *input_shape)."""
     pixels = np.asarray(pixels)
@@ -124,6 +131,9 @@ def run_integer(igraph: IntGraph, pixels: np.ndarray) -> dict[str, np.ndarray]:
     values = {"input": pixels}
     for node in igraph.nodes:
         ins = [values[i] for i in node.inputs]
-        y = _add(node, *ins) if node.op == "add" else OPS[node.op](node, ins[0])
+        if node.op in ("add", "cat"):
+            y = (_add if node.op == "add" else _cat)(node, *ins)
+        else:
+            y = OPS[node.op](node, ins[0])
         values[node.name] = np.asarray(y).astype(np.uint8)
     return values

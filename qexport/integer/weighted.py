@@ -149,13 +149,33 @@ def lower_bn_sign(lw, bn: Node):
 
 
 def lower_prelu(lw, node: Node):
-    """y = x (x >= 0) or slope_c * x, both branches requantized to the output's scale."""
+    """y = x (x >= 0) or slope_c * x, both branches requantized to the output's scale; a leaky
+    ReLU is a PReLU with one slope."""
     x_name, x = lw.source(node)
     out = lw.range_of(node.name)
-    slope = np.asarray(lw.state[node.params["weight"]], np.float64).ravel()
+    if node.op == "leaky_relu":
+        slope = np.asarray([float(node.attrs["negative_slope"])])
+    else:
+        slope = np.asarray(lw.state[node.params["weight"]], np.float64).ravel()
     slope = np.broadcast_to(slope, (node.output_shape[0],)).copy()
     m_pos, s_pos = lw.scale_pair(np.asarray([x.scale / out.scale]), node.name)
     m_neg, s_neg = lw.scale_pair(np.abs(slope) * x.scale / out.scale, node.name)
     arrays = {"m_pos": m_pos, "s_pos": s_pos, "m_neg": np.where(slope < 0, -m_neg, m_neg), "s_neg": s_neg}
     attrs = {"zero_in": x.zero_point, "zero_out": out.zero_point}
     lw.emit(IntNode(node.name, "prelu", (x_name,), node.output_shape, out, attrs, arrays), node.name)
+
+
+def lower_cat(lw, node: Node):
+    """Concatenation: every input requantized to the output's scale (m_i >> s_i), then joined."""
+    if node.attrs["dim"] != 1:
+        lw.refuse(node, "cat along another axis than the channels")
+    names = [lw.where[i] for i in node.inputs]
+    ins = [lw.tensors[n] for n in names]
+    out = lw.range_of(node.name)
+    arrays, zeros = {}, []
+    for k, t in enumerate(ins):
+        m, s = lw.scale_pair(np.asarray([t.scale / out.scale]), node.name)
+        arrays[f"m{k}"], arrays[f"s{k}"] = m, s
+        zeros.append(t.zero_point)
+    attrs = {"zeros_in": tuple(zeros), "zero_out": out.zero_point}
+    lw.emit(IntNode(node.name, "cat", tuple(names), node.output_shape, out, attrs, arrays), node.name)

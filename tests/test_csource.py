@@ -1,9 +1,11 @@
 """C source of the integer graph (issue 16, qexport.csource): the generated `<name>_inference.c`
 compiled with gcc -std=c99 -pedantic and with g++ -std=c++11 (the .c as C++), run on real digits
-(LeNet) and random images (MobileNetV1), equals run_integer at every node bit for bit (the hook
-dumps each node's codes); a synthetic graph covers the ops and types the two networks do not
-(int8 weights, int64 accumulators and biases, dilation, groups, max pool, clamp, table, channel
-shuffle, add); the C rshift equals Python's exact floor division on negative values; the files
+(LeNet) and random images (MobileNetV1, the binary VGG with BN + sign thresholds on its
+accumulators, a ResNet18 BNN with thresholds on codes and PReLU), equals run_integer at every node
+bit for bit (the hook dumps each node's codes); a synthetic graph covers the ops and types the
+networks do not (int8 weights, int64 accumulators and biases, dilation, groups, max pool, clamp,
+table, channel shuffle, add, sign mode with int64 tau and overlapping min/max pool windows, tau at
+the int32 extremes, negative m_neg); the C rshift equals Python's exact floor division on negative values; the files
 compile for Cortex-M4 (arm-none-eabi-gcc, objects) and are deterministic; LeNet runs bare metal on
 a Cortex-M4 in QEMU (mps2-an386) and prints codes equal to run_integer.
 
@@ -87,8 +89,9 @@ def _host_run(ig: IntGraph, name: str, pixels: np.ndarray, folder: Path, tool: s
     return images
 
 
-def assert_bit_exact(ig: IntGraph, pixels: np.ndarray, images: list[list[tuple]]) -> None:
-    want = run_integer(ig, pixels)
+def assert_bit_exact(ig: IntGraph, pixels: np.ndarray, images: list[list[tuple]], want=None) -> None:
+    """`want`: run_integer(ig, pixels), when the caller has it already."""
+    want = run_integer(ig, pixels) if want is None else want
     for i, dumped in enumerate(images):
         assert [(k, n) for k, n, _ in dumped] == [(k, n.name) for k, n in enumerate(ig.nodes)] + [(-1, "output")]
         for k, name, codes in dumped:
@@ -117,6 +120,33 @@ def mobilenet_graph(tmp_path_factory):
     cal = calibrate(qm, rng.integers(0, 256, (12, 3, 32, 32)).astype(np.uint8), mean=(0.5,), std=(0.25,),
                     progress=False)  # fmt: skip
     return lower(qm, cal), rng.integers(0, 256, (8, 3, 32, 32)).astype(np.uint8)
+
+
+def _random_images(seed: int, n: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 3, 32, 32)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def vgg_graph(tmp_path_factory):
+    """The binary VGG (CIFAR-10, infl_ratio 1, one linear classifier) through lower(): BN + sign
+    thresholds on every conv's accumulator, three of them max/min pooled; 4 random images."""
+    p = tmp_path_factory.mktemp("vgg") / "v.pth"
+    torch.save(make_state("vgg_cifar10_binary", {"infl_ratio": 1, "classifier": "single"}), p)
+    qm = onnx_qmodel(p, plan="seed").quantized
+    cal = calibrate(qm, _random_images(1, 4), mean=(0.0,), std=(1.0,), progress=False)
+    return lower(qm, cal), _random_images(2, 4)
+
+
+@pytest.fixture(scope="module")
+def resnet_graph(tmp_path_factory):
+    """A small ResNet18 BNN (widths 8, 8, 16, 16), every layer binary: thresholds on codes, PReLU,
+    adds, average-pooled downsampling."""
+    p = tmp_path_factory.mktemp("resnet") / "r.pth"
+    torch.save(make_state("resnet18_bnn", {"num_classes": 10, "widths": (8, 8, 16, 16)}), p)
+    qm = onnx_qmodel(p, bits=1, only=("*",)).quantized
+    cal = calibrate(qm, _random_images(3, 4), mean=(0.0,), std=(1.0,), progress=False)
+    ig, x = lower(qm, cal), _random_images(4, 4)
+    return ig, x, run_integer(ig, x)
 
 
 def _conv(name, src, rng, cin, shape_in, cout, k, stride, pad, dil, groups, acc_bits, wmax, bmax, zin, zout,
@@ -256,6 +286,33 @@ def test_mobilenet_c_equals_run_integer_node_by_node(mobilenet_graph, tmp_path, 
     assert_bit_exact(ig, x, _host_run(ig, "mobilenet", x, tmp_path, tool))
 
 
+def test_binary_vgg_c_equals_run_integer_node_by_node(vgg_graph, tmp_path):
+    """gcc (C99) and g++ (C++11) at once: a 17 MB .c of weights takes ~12 s to compile, and
+    run_integer ~13 s, so the two builds and the reference run side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ig, x = vgg_graph
+    signs = [n for n in ig.nodes if n.attrs.get("mode") == "sign"]
+    assert len(signs) == 6 and sum("pool_kernel" in n.attrs for n in signs) == 3
+    assert {int(f) for n in signs for f in np.asarray(n.arrays["flip"])} == {0, 1}
+    for tool in ("gcc", "g++"):
+        (tmp_path / tool).mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        runs = {tool: pool.submit(_host_run, ig, "vgg", x, tmp_path / tool, tool) for tool in ("gcc", "g++")}
+        want = run_integer(ig, x)
+        for tool, run in runs.items():
+            assert_bit_exact(ig, x, run.result(), want)
+
+
+@pytest.mark.parametrize("tool", ["gcc", "g++"])
+def test_resnet18_bnn_c_equals_run_integer_node_by_node(resnet_graph, tmp_path, tool):
+    ig, x, want = resnet_graph
+    ops = [n.op for n in ig.nodes]
+    assert ops.count("threshold") == 16 and ops.count("prelu") == 16 and ops.count("add") == 16
+    assert any((np.asarray(n.arrays["flip"]) == 1).any() for n in ig.nodes if n.op == "threshold")
+    assert_bit_exact(ig, x, _host_run(ig, "resnet", x, tmp_path, tool), want)
+
+
 @pytest.mark.parametrize("tool", ["gcc", "g++"])
 def test_synthetic_graph_covers_every_op_and_type(synthetic_graph, tmp_path, tool):
     ig, x = synthetic_graph
@@ -311,7 +368,7 @@ def _arm_object(ig, name, folder):
     return text, data, bss
 
 
-def test_cortex_m4_objects(lenet_graph, mobilenet_graph, synthetic_graph, tmp_path):
+def test_cortex_m4_objects(lenet_graph, mobilenet_graph, synthetic_graph, resnet_graph, tmp_path):
     """arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -Os -std=c99 -pedantic -Werror: parameters in
     flash (text), nothing in data, the arena (and the hook pointer) in bss."""
     ig = lenet_graph[0]
@@ -321,12 +378,14 @@ def test_cortex_m4_objects(lenet_graph, mobilenet_graph, synthetic_graph, tmp_pa
     assert params <= text < params + 8192 and data == 0
     assert plan_arena(ig).size <= bss <= plan_arena(ig).size + 16
     _arm_object(synthetic_graph[0], "syn", tmp_path)
+    text, data, bss = _arm_object(resnet_graph[0], "resnet", tmp_path)  # thresholds, PReLU
+    assert data == 0 and plan_arena(resnet_graph[0]).size <= bss <= plan_arena(resnet_graph[0]).size + 16
     text, data, bss = _arm_object(mobilenet_graph[0], "mobilenet", tmp_path)
     assert data == 0 and plan_arena(mobilenet_graph[0]).size <= bss <= plan_arena(mobilenet_graph[0]).size + 16
 
 
-def test_arena_is_laid_out_by_liveness(lenet_graph, mobilenet_graph, synthetic_graph):
-    for ig in (lenet_graph[0], mobilenet_graph[0], synthetic_graph[0]):
+def test_arena_is_laid_out_by_liveness(lenet_graph, mobilenet_graph, synthetic_graph, resnet_graph):
+    for ig in (lenet_graph[0], mobilenet_graph[0], synthetic_graph[0], resnet_graph[0]):
         arena = plan_arena(ig)
         check_arena(ig, arena)  # no two live buffers overlap
         biggest_pair = max(arena.sizes[a.name] + arena.sizes[b.name] for a, b in zip(ig.nodes, ig.nodes[1:]))

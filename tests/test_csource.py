@@ -1,9 +1,11 @@
 """C source of the integer graph (issue 16, qexport.csource): the generated `<name>_inference.c`
 compiled with gcc -std=c99 -pedantic and with g++ -std=c++11 (the .c as C++), run on real digits
-(LeNet) and random images (MobileNetV1), equals run_integer at every node bit for bit (the hook
-dumps each node's codes); a synthetic graph covers the ops and types the two networks do not
-(int8 weights, int64 accumulators and biases, dilation, groups, max pool, clamp, table, channel
-shuffle, add); the C rshift equals Python's exact floor division on negative values; the files
+(LeNet) and random images (MobileNetV1, the binary VGG with BN + sign thresholds on its
+accumulators, a ResNet18 BNN with thresholds on codes and PReLU), equals run_integer at every node
+bit for bit (the hook dumps each node's codes); a synthetic graph covers the ops and types the
+networks do not (int8 weights, int64 accumulators and biases, dilation, groups, max pool, clamp,
+table, channel shuffle, add, sign mode with int64 tau and overlapping min/max pool windows, tau at
+the int32 extremes, negative m_neg); the C rshift equals Python's exact floor division on negative values; the files
 compile for Cortex-M4 (arm-none-eabi-gcc, objects) and are deterministic; LeNet runs bare metal on
 a Cortex-M4 in QEMU (mps2-an386) and prints codes equal to run_integer.
 
@@ -87,8 +89,9 @@ def _host_run(ig: IntGraph, name: str, pixels: np.ndarray, folder: Path, tool: s
     return images
 
 
-def assert_bit_exact(ig: IntGraph, pixels: np.ndarray, images: list[list[tuple]]) -> None:
-    want = run_integer(ig, pixels)
+def assert_bit_exact(ig: IntGraph, pixels: np.ndarray, images: list[list[tuple]], want=None) -> None:
+    """`want`: run_integer(ig, pixels), when the caller has it already."""
+    want = run_integer(ig, pixels) if want is None else want
     for i, dumped in enumerate(images):
         assert [(k, n) for k, n, _ in dumped] == [(k, n.name) for k, n in enumerate(ig.nodes)] + [(-1, "output")]
         for k, name, codes in dumped:
@@ -119,6 +122,33 @@ def mobilenet_graph(tmp_path_factory):
     return lower(qm, cal), rng.integers(0, 256, (8, 3, 32, 32)).astype(np.uint8)
 
 
+def _random_images(seed: int, n: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 3, 32, 32)).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def vgg_graph(tmp_path_factory):
+    """The binary VGG (CIFAR-10, infl_ratio 1, one linear classifier) through lower(): BN + sign
+    thresholds on every conv's accumulator, three of them max/min pooled; 4 random images."""
+    p = tmp_path_factory.mktemp("vgg") / "v.pth"
+    torch.save(make_state("vgg_cifar10_binary", {"infl_ratio": 1, "classifier": "single"}), p)
+    qm = onnx_qmodel(p, plan="seed").quantized
+    cal = calibrate(qm, _random_images(1, 4), mean=(0.0,), std=(1.0,), progress=False)
+    return lower(qm, cal), _random_images(2, 4)
+
+
+@pytest.fixture(scope="module")
+def resnet_graph(tmp_path_factory):
+    """A small ResNet18 BNN (widths 8, 8, 16, 16), every layer binary: thresholds on codes, PReLU,
+    adds, average-pooled downsampling."""
+    p = tmp_path_factory.mktemp("resnet") / "r.pth"
+    torch.save(make_state("resnet18_bnn", {"num_classes": 10, "widths": (8, 8, 16, 16)}), p)
+    qm = onnx_qmodel(p, bits=1, only=("*",)).quantized
+    cal = calibrate(qm, _random_images(3, 4), mean=(0.0,), std=(1.0,), progress=False)
+    ig, x = lower(qm, cal), _random_images(4, 4)
+    return ig, x, run_integer(ig, x)
+
+
 def _conv(name, src, rng, cin, shape_in, cout, k, stride, pad, dil, groups, acc_bits, wmax, bmax, zin, zout,
           lo=0, hi=255):  # fmt: skip
     h = (shape_in[1] + 2 * pad[0] - dil[0] * (k - 1) - 1) // stride[0] + 1
@@ -126,7 +156,7 @@ def _conv(name, src, rng, cin, shape_in, cout, k, stride, pad, dil, groups, acc_
     arrays = {"w_minus_z": rng.integers(-wmax, wmax + 1, (cout, cin // groups, k, k)).astype(np.int32),
               "b_q": rng.integers(-bmax, bmax + 1, cout).astype(np.int64),
               "m": rng.integers(1, 1 << 12, cout).astype(np.int64), "s": rng.integers(0, 44, cout).astype(np.int64)}
-    attrs = {"zero_in": zin, "zero_out": zout, "lo": lo, "hi": hi, "acc_bits": acc_bits, "stride": stride,
+    attrs = {"mode": "requantize", "zero_in": zin, "zero_out": zout, "lo": lo, "hi": hi, "acc_bits": acc_bits, "stride": stride,
              "padding": pad, "dilation": dil, "groups": groups}  # fmt: skip
     arrays["s"][0] = 0  # s = 0 leaves the product
     return IntNode(name, "conv2d", (src,), (cout, h, w), QTensor(0.1, zout), attrs, arrays)
@@ -134,6 +164,72 @@ def _conv(name, src, rng, cin, shape_in, cout, k, stride, pad, dil, groups, acc_
 
 TABLE = 'b.table */ "q\\" ??/\n\u00e9'  # hostile node names: comment ends, quotes, a trigraph, UTF-8
 ADD = "c/*add*/"
+
+
+I32 = (-(1 << 31), (1 << 31) - 1)
+
+
+def _thresholds(values: np.ndarray, lo_hi=I32) -> tuple[np.ndarray, np.ndarray]:
+    """(tau, flip) per channel (axis 1): channels 0..3 at the extremes lo, hi, lo, hi with flip
+    0, 0, 1, 1 (codes always 2, never, never, always 2); the others at the median of `values` (both
+    codes occur) with flip alternating."""
+    c = values.shape[1]
+    tau = np.median(np.moveaxis(values, 1, 0).reshape(c, -1), axis=1).round().astype(np.int64)
+    tau[:4] = (lo_hi[0], lo_hi[1], lo_hi[0], lo_hi[1])
+    flip = (np.arange(c) % 2).astype(np.uint8)
+    flip[:4] = (0, 0, 1, 1)
+    return tau, flip
+
+
+def _sign(node: IntNode, values: dict, lo_hi=I32, **pool) -> IntNode:
+    """`node` (a weighted op; its b_q, m, s dropped) in sign mode: thresholds from its accumulators
+    on `values` (the graph's codes so far), optionally pooled."""
+    from qexport.integer.run import _accumulate
+
+    tau, flip = _thresholds(_accumulate(node, values[node.inputs[0]]), lo_hi)
+    attrs = {k: v for k, v in node.attrs.items() if k not in ("zero_out", "lo", "hi")}
+    attrs.update(mode="sign", **pool)
+    shape = node.output_shape
+    if pool:
+        (kh, kw), (sh, sw) = pool["pool_kernel"], pool["pool_stride"]
+        shape = (shape[0], (shape[1] - kh) // sh + 1, (shape[2] - kw) // sw + 1)
+    arrays = {"w_minus_z": node.arrays["w_minus_z"], "tau": tau, "flip": flip}
+    return IntNode(node.name, node.op, node.inputs, shape, QTensor(1.0, 1), attrs, arrays)
+
+
+def _sign_nodes(n: list[IntNode], rng, pixels) -> list[IntNode]:
+    """BN + sign on the accumulator (unpooled with int64 tau and accumulator, pooled 2 x 2 and an
+    overlapping 3 x 2 / stride (2, 1) window with int32 tau at the int32 extremes, a linear),
+    threshold on codes (tau at the extremes, flip both ways) and PReLU with negative, positive and
+    zero-shift m_neg."""
+    out: list[IntNode] = []
+
+    def values():
+        return run_integer(IntGraph(tuple(n + out), (4, 11, 9), QTensor(0.01, 17), (n + out)[-1].name), pixels)
+
+    big = _conv("e.sign64", "a.clamp", rng, 6, (6, 6, 9), 8, 3, (1, 1), (1, 1), (1, 1), 2, 64, 40000, 0, 90, 0)
+    out.append(_sign(big, values(), lo_hi=(-(1 << 40), 1 << 40)))  # tau int64
+    for name, pool in (("e.pool2", {"pool_kernel": (2, 2), "pool_stride": (2, 2)}),
+                       ("e.pool32", {"pool_kernel": (3, 2), "pool_stride": (2, 1)})):  # fmt: skip
+        c = _conv(name, "e.sign64", rng, 8, (8, 6, 9), 8, 3, (1, 1), (1, 1), (1, 1), 1, 32, 1, 0, 1, 0)
+        out.append(_sign(c, values(), **pool))
+    lin = IntNode("e.linsign", "linear", ("d.flat",), (5,), QTensor(1.0, 1),
+                  {"mode": "requantize", "zero_in": 77, "acc_bits": 32, "zero_out": 0, "lo": 0, "hi": 255},
+                  {"w_minus_z": rng.integers(-100, 101, (5, 6)).astype(np.int32)})  # fmt: skip
+    out.append(_sign(lin, values()))
+    spread = _conv("g.conv", "input", rng, 4, (4, 11, 9), 6, 1, (1, 1), (0, 0), (1, 1), 1, 32, 2, 0, 17, 128)
+    spread.arrays.update(m=np.ones(6, np.int64), s=np.full(6, 2, np.int64))  # codes over the whole 0..255
+    out.append(spread)
+    v = values()
+    for src in ("g.conv", "d.flat"):
+        tau, flip = _thresholds(v[src].astype(np.int64))
+        out.append(IntNode(f"f.thr.{src}", "threshold", (src,), v[src].shape[1:], QTensor(1.0, 1), {},
+                           {"tau": tau, "flip": flip}))  # fmt: skip
+    m_neg = np.array([-40000, 3000, -1, 70000, 0, -123457], np.int64)
+    out.append(IntNode("g.prelu", "prelu", ("g.conv",), (6, 11, 9), QTensor(0.05, 100), {"zero_in": 128, "zero_out": 100},
+                       {"m_pos": np.array([200001], np.int64), "s_pos": np.array([16], np.int64), "m_neg": m_neg,
+                        "s_neg": np.array([16, 11, 0, 17, 3, 19], np.int64)}))  # fmt: skip
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -164,9 +260,10 @@ def synthetic_graph():
            "b_q": rng.integers(-(1 << 35), 1 << 35, 5).astype(np.int64),
            "m": rng.integers(1, 1 << 10, 5).astype(np.int64), "s": rng.integers(20, 50, 5).astype(np.int64)}
     n.append(IntNode("d.out", "linear", ("d.flat",), (5,), QTensor(0.5, 60),
-                     {"zero_in": 77, "zero_out": 60, "lo": 0, "hi": 255, "acc_bits": 64}, lin))  # fmt: skip
-    ig = IntGraph(tuple(n), (4, 11, 9), QTensor(0.01, 17), "d.out")
+                     {"mode": "requantize", "zero_in": 77, "zero_out": 60, "lo": 0, "hi": 255, "acc_bits": 64}, lin))  # fmt: skip
     pixels = rng.integers(0, 256, (6, 4, 11, 9)).astype(np.uint8)
+    n += _sign_nodes(n, rng, pixels)
+    ig = IntGraph(tuple(n), (4, 11, 9), QTensor(0.01, 17), "d.out")
     codes = run_integer(ig, pixels)
     assert all(codes[m.name].shape[1:] == tuple(m.output_shape) for m in ig.nodes)
     return ig, pixels
@@ -189,12 +286,40 @@ def test_mobilenet_c_equals_run_integer_node_by_node(mobilenet_graph, tmp_path, 
     assert_bit_exact(ig, x, _host_run(ig, "mobilenet", x, tmp_path, tool))
 
 
+def test_binary_vgg_c_equals_run_integer_node_by_node(vgg_graph, tmp_path):
+    """gcc (C99) and g++ (C++11) at once: a 17 MB .c of weights takes ~12 s to compile, and
+    run_integer ~13 s, so the two builds and the reference run side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ig, x = vgg_graph
+    signs = [n for n in ig.nodes if n.attrs.get("mode") == "sign"]
+    assert len(signs) == 6 and sum("pool_kernel" in n.attrs for n in signs) == 3
+    assert {int(f) for n in signs for f in np.asarray(n.arrays["flip"])} == {0, 1}
+    for tool in ("gcc", "g++"):
+        (tmp_path / tool).mkdir()
+    with ThreadPoolExecutor(2) as pool:
+        runs = {tool: pool.submit(_host_run, ig, "vgg", x, tmp_path / tool, tool) for tool in ("gcc", "g++")}
+        want = run_integer(ig, x)
+        for tool, run in runs.items():
+            assert_bit_exact(ig, x, run.result(), want)
+
+
+@pytest.mark.parametrize("tool", ["gcc", "g++"])
+def test_resnet18_bnn_c_equals_run_integer_node_by_node(resnet_graph, tmp_path, tool):
+    ig, x, want = resnet_graph
+    ops = [n.op for n in ig.nodes]
+    assert ops.count("threshold") == 16 and ops.count("prelu") == 16 and ops.count("add") == 16
+    assert any((np.asarray(n.arrays["flip"]) == 1).any() for n in ig.nodes if n.op == "threshold")
+    assert_bit_exact(ig, x, _host_run(ig, "resnet", x, tmp_path, tool), want)
+
+
 @pytest.mark.parametrize("tool", ["gcc", "g++"])
 def test_synthetic_graph_covers_every_op_and_type(synthetic_graph, tmp_path, tool):
     ig, x = synthetic_graph
     c = generate(ig, "syn")["syn_inference.c"].decode()
     for kernel in ("qx_conv_w32_b64_a64", "qx_conv_w8_b32_a32", "qx_max_pool", "qx_avg_pool",
-                   "qx_table", "qx_shuffle", "qx_add", "qx_clamp_codes", "qx_global_avg", "qx_copy"):  # fmt: skip
+                   "qx_table", "qx_shuffle", "qx_add", "qx_clamp_codes", "qx_global_avg", "qx_copy",
+                   "qx_conv_sign_w32_t64_a64", "qx_conv_sign_w8_t32_a32", "qx_threshold_t32", "qx_prelu"):  # fmt: skip
         assert f"static void {kernel}(" in c, kernel
     assert_bit_exact(ig, x, _host_run(ig, "syn", x, tmp_path, tool))
 
@@ -243,7 +368,7 @@ def _arm_object(ig, name, folder):
     return text, data, bss
 
 
-def test_cortex_m4_objects(lenet_graph, mobilenet_graph, synthetic_graph, tmp_path):
+def test_cortex_m4_objects(lenet_graph, mobilenet_graph, synthetic_graph, resnet_graph, tmp_path):
     """arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -Os -std=c99 -pedantic -Werror: parameters in
     flash (text), nothing in data, the arena (and the hook pointer) in bss."""
     ig = lenet_graph[0]
@@ -253,12 +378,14 @@ def test_cortex_m4_objects(lenet_graph, mobilenet_graph, synthetic_graph, tmp_pa
     assert params <= text < params + 8192 and data == 0
     assert plan_arena(ig).size <= bss <= plan_arena(ig).size + 16
     _arm_object(synthetic_graph[0], "syn", tmp_path)
+    text, data, bss = _arm_object(resnet_graph[0], "resnet", tmp_path)  # thresholds, PReLU
+    assert data == 0 and plan_arena(resnet_graph[0]).size <= bss <= plan_arena(resnet_graph[0]).size + 16
     text, data, bss = _arm_object(mobilenet_graph[0], "mobilenet", tmp_path)
     assert data == 0 and plan_arena(mobilenet_graph[0]).size <= bss <= plan_arena(mobilenet_graph[0]).size + 16
 
 
-def test_arena_is_laid_out_by_liveness(lenet_graph, mobilenet_graph, synthetic_graph):
-    for ig in (lenet_graph[0], mobilenet_graph[0], synthetic_graph[0]):
+def test_arena_is_laid_out_by_liveness(lenet_graph, mobilenet_graph, synthetic_graph, resnet_graph):
+    for ig in (lenet_graph[0], mobilenet_graph[0], synthetic_graph[0], resnet_graph[0]):
         arena = plan_arena(ig)
         check_arena(ig, arena)  # no two live buffers overlap
         biggest_pair = max(arena.sizes[a.name] + arena.sizes[b.name] for a, b in zip(ig.nodes, ig.nodes[1:]))

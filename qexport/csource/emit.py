@@ -10,7 +10,8 @@ import numpy as np
 from ..errors import UsageError
 from ..integer.ir import IntGraph, IntNode
 from .arena import Arena, check_arena, plan_arena
-from .kernels import CLAMP, GEOMETRY, OPS, RSHIFT, conv_kernel, conv_tag
+from .kernels import (CLAMP, GEOMETRY, OPS, RSHIFT, conv_kernel, conv_tag, sign_kernel, sign_tag, threshold_kernel,
+                      threshold_tag)
 from .params import c_array, narrowest
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -58,26 +59,74 @@ class Emitter:
 
     def weighted(self, k: int, n: IntNode, p: str) -> str:
         a, r = n.attrs, n.arrays
+        mode = a.get("mode", "requantize")
+        if mode not in ("requantize", "sign"):
+            raise UsageError(f"node {n.name} ({n.op}): no C kernel for mode {mode!r}")
+        sign = mode == "sign"
         wt = narrowest(r["w_minus_z"])
-        bt = narrowest(r["b_q"], "int32_t")
         acc = "int32_t" if a["acc_bits"] == 32 else "int64_t"
-        tag = conv_tag(wt, bt, acc)
-        self.kernels.setdefault("conv_" + tag, conv_kernel(wt, bt, acc))
         w = self.array(p + "_w", wt, r["w_minus_z"], f"{_comment(n.name)}: w - Z_w")
-        b = self.array(p + "_b", bt, r["b_q"], "b_q")
-        m = self.array(p + "_m", "int32_t", r["m"], "m")
-        s = self.array(p + "_s", "uint8_t", r["s"], "s")
         shape_in = self.shapes[n.inputs[0]]
         if n.op == "linear":
-            geom = [shape_in[0], 1, 1, n.output_shape[0], 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1]
+            cout = n.output_shape[0]
+            geom = [shape_in[0], 1, 1, cout, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1]
+            pool = [1, 1, 1, 1, 1, 1]
         else:
             cin, h, wd = shape_in
             cout, ho, wo = n.output_shape
             kh, kw = r["w_minus_z"].shape[2:]
+            if sign:  # the conv's own plane (the node's shape is the pooled one)
+                (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+                ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+                wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+                pk, ps = a.get("pool_kernel", (1, 1)), a.get("pool_stride", (1, 1))
+                pool = [*pk, *ps, (ho - pk[0]) // ps[0] + 1, (wo - pk[1]) // ps[1] + 1]
+                if tuple(pool[4:]) != tuple(n.output_shape[1:]):
+                    raise UsageError(f"node {n.name} ({n.op}): pooled shape {tuple(pool[4:])} is not the node's "
+                                     f"{tuple(n.output_shape[1:])}")  # fmt: skip
             geom = [cin, h, wd, cout, ho, wo, kh, kw, *a["stride"], *a["padding"], *a["dilation"], a["groups"]]
+        if sign:
+            if "pool_kernel" in a and n.op == "linear":
+                raise UsageError(f"node {n.name} (linear): a pooled linear has no meaning")
+            tt = narrowest(r["tau"], "int32_t")
+            tag = sign_tag(wt, tt, acc)
+            self.kernels.setdefault("conv_" + tag, sign_kernel(wt, tt, acc))
+            t = self.array(p + "_t", tt, r["tau"], "tau")
+            f = self.array(p + "_f", "uint8_t", np.asarray(r["flip"]).astype(bool).astype(np.uint8), "flip")
+            pw = self.array(p + "_p", "int32_t", pool, "pool kernel h, w, stride h, w, pooled h, w")
+            geom += [a["zero_in"], 0, 0, 0]
+            self.params.append(f"static const qx_conv_geom {p}_g = {{{', '.join(str(int(v)) for v in geom)}}};\n")
+            return f"qx_conv_{tag}(&{p}_g, {pw}, {w}, {t}, {f}, {{x}}, {{y}})"
+        bt = narrowest(r["b_q"], "int32_t")
+        tag = conv_tag(wt, bt, acc)
+        self.kernels.setdefault("conv_" + tag, conv_kernel(wt, bt, acc))
+        b = self.array(p + "_b", bt, r["b_q"], "b_q")
+        m = self.array(p + "_m", "int32_t", r["m"], "m")
+        s = self.array(p + "_s", "uint8_t", r["s"], "s")
         geom += [a["zero_in"], a["zero_out"], a["lo"], a["hi"]]
         self.params.append(f"static const qx_conv_geom {p}_g = {{{', '.join(str(int(v)) for v in geom)}}};\n")
         return f"qx_conv_{tag}(&{p}_g, {w}, {b}, {m}, {s}, {{x}}, {{y}})"
+
+    def threshold(self, k: int, n: IntNode, p: str) -> str:
+        r = n.arrays
+        shape = self.shapes[n.inputs[0]]
+        c, hw = shape[0], int(np.prod(shape[1:], dtype=np.int64))
+        tt = narrowest(r["tau"], "int32_t")
+        self.kernels.setdefault("threshold_" + threshold_tag(tt), threshold_kernel(tt))
+        t = self.array(p + "_t", tt, r["tau"], f"{_comment(n.name)}: tau")
+        f = self.array(p + "_f", "uint8_t", np.asarray(r["flip"]).astype(bool).astype(np.uint8), "flip")
+        return f"qx_threshold_{threshold_tag(tt)}({c}, {hw}, {t}, {f}, {{x}}, {{y}})"
+
+    def prelu(self, k: int, n: IntNode, p: str) -> str:
+        a, r = n.attrs, n.arrays
+        shape = self.shapes[n.inputs[0]]
+        c, hw = shape[0], int(np.prod(shape[1:], dtype=np.int64))
+        self.use("prelu")
+        vals = [a["zero_in"], a["zero_out"], int(np.asarray(r["m_pos"]).ravel()[0])]
+        pp = self.array(p + "_p", "int32_t", vals, f"{_comment(n.name)}: zero_in, zero_out, m_pos")
+        m = self.array(p + "_m", "int32_t", np.broadcast_to(np.asarray(r["m_neg"]).ravel(), (c,)), "m_neg")
+        s = self.array(p + "_s", "uint8_t", np.broadcast_to(np.asarray(r["s_neg"]).ravel(), (c,)), "s_neg")
+        return f"qx_prelu({c}, {hw}, {pp}, {int(np.asarray(r['s_pos']).ravel()[0])}, {m}, {s}, {{x}}, {{y}})"
 
     def pool(self, k: int, n: IntNode, p: str) -> str:
         a = n.attrs
@@ -93,10 +142,12 @@ class Emitter:
     def node_call(self, k: int, n: IntNode) -> str:
         p = f"qx_n{k}"
         size = self.arena.sizes[n.name]
-        if n.op in ("conv2d", "linear") and n.attrs.get("mode", "requantize") != "requantize":
-            raise UsageError(f"node {n.name} ({n.op}): no C kernel for BN + sign thresholds yet")
         if n.op in ("conv2d", "linear"):
             return self.weighted(k, n, p)
+        if n.op == "threshold":
+            return self.threshold(k, n, p)
+        if n.op == "prelu":
+            return self.prelu(k, n, p)
         if n.op in ("max_pool2d", "avg_pool2d"):
             return self.pool(k, n, p)
         if n.op != "add":
@@ -137,9 +188,10 @@ class Emitter:
                        f"(size_t){self.arena.sizes[n.name]});\n")  # fmt: skip
         names = ",\n    ".join(_c_string(n.name) for n in self.g.nodes)
         kernels = [self.kernels[k] for k in sorted(self.kernels)]
-        ops = {n.op for n in self.g.nodes}
-        prelude = (RSHIFT if ops & {"conv2d", "linear", "add"} else "") + \
-            (CLAMP if ops & {"conv2d", "linear", "add", "clamp"} else "") + GEOMETRY
+        ops = {"requantize" if op in ("conv2d", "linear") and n.attrs.get("mode", "requantize") == "requantize"
+               else op for n in self.g.nodes for op in (n.op,)}  # fmt: skip; sign mode: no rshift, no clamp
+        prelude = (RSHIFT if ops & {"requantize", "add", "prelu"} else "") + \
+            (CLAMP if ops & {"requantize", "add", "clamp", "prelu"} else "") + GEOMETRY
         return "".join([
             f"/* {self.name}_inference.c: the integer graph in C99 (generated by qexport; do not edit).\n"
             f"   Arithmetic contract: qexport/integer/ir.py.  No malloc, no float; one static arena. */\n",

@@ -75,6 +75,71 @@ static void qx_conv_{tag}(const qx_conv_geom *g, const {wt} *wq, const {bt} *bq,
 }
 """
 
+CONV_SIGN = r"""
+/* conv2d / linear + BN + sign as thresholds on the accumulator (no bias, no requantization):
+   code 2 where (flip[o] ? acc <= tau[o] : acc >= tau[o]), else 0; then pooled over a window of
+   conv positions (pw: kernel h, w, stride h, w, pooled h, w; a 1 x 1 window when unpooled, no
+   padding): the max of the codes, the min where flip[o] (a max pool before a negative BN) */
+static void qx_conv_{tag}(const qx_conv_geom *g, const int32_t *pw, const {wt} *wq, const {tt} *tau,
+                         const uint8_t *flip, const uint8_t *x, uint8_t *y)
+{
+    int32_t o, py, px, i, j, c, ky, kx;
+    const int32_t cg = g->cin / g->groups, og = g->cout / g->groups;
+    for (o = 0; o < g->cout; o++) {
+        const int32_t c0 = (o / og) * cg;
+        const int64_t t = (int64_t)tau[o];
+        for (py = 0; py < pw[4]; py++) {
+            for (px = 0; px < pw[5]; px++) {
+                uint8_t code = (uint8_t)(flip[o] ? 2 : 0); /* the identity of min / max on {0, 2} */
+                for (i = 0; i < pw[0]; i++) {
+                    for (j = 0; j < pw[1]; j++) {
+                        const int32_t oy = py * pw[2] + i, ox = px * pw[3] + j;
+                        {acc} acc = 0;
+                        uint8_t bit;
+                        for (c = 0; c < cg; c++) {
+                            const uint8_t *xc = x + (int32_t)(c0 + c) * g->h * g->w;
+                            const {wt} *wc = wq + ((o * cg + c) * g->kh) * g->kw;
+                            for (ky = 0; ky < g->kh; ky++) {
+                                const int32_t iy = oy * g->sh - g->ph + ky * g->dh;
+                                if (iy < 0 || iy >= g->h)
+                                    continue; /* padding holds Z_x: it contributes 0 */
+                                for (kx = 0; kx < g->kw; kx++) {
+                                    const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
+                                    if (ix < 0 || ix >= g->w)
+                                        continue;
+                                    acc += ({acc})((int32_t)xc[iy * g->w + ix] - g->zin) * ({acc})wc[ky * g->kw + kx];
+                                }
+                            }
+                        }
+                        bit = (uint8_t)((flip[o] ? (int64_t)acc <= t : (int64_t)acc >= t) ? 2 : 0);
+                        if (flip[o] ? bit < code : bit > code)
+                            code = bit;
+                    }
+                }
+                y[(o * pw[4] + py) * pw[5] + px] = code;
+            }
+        }
+    }
+}
+"""
+
+THRESHOLD = r"""
+/* BN + sign on codes: per channel (c channels of hw codes), 2 where (flip ? q <= tau : q >= tau),
+   else 0 */
+static void qx_threshold_{tag}(int32_t c, int32_t hw, const {tt} *tau, const uint8_t *flip, const uint8_t *x,
+                              uint8_t *y)
+{
+    int32_t i, j;
+    for (i = 0; i < c; i++) {
+        const int64_t t = (int64_t)tau[i];
+        for (j = 0; j < hw; j++) {
+            const int64_t q = (int64_t)x[i * hw + j];
+            y[i * hw + j] = (uint8_t)((flip[i] ? q <= t : q >= t) ? 2 : 0);
+        }
+    }
+}
+"""
+
 OPS = {
     "clamp": r"""
 static void qx_clamp_codes(int32_t n, int32_t lo, int32_t hi, const uint8_t *x, uint8_t *y)
@@ -170,6 +235,21 @@ static void qx_table(int32_t n, const uint8_t *table, const uint8_t *x, uint8_t 
         y[i] = table[x[i]];
 }
 """,
+    "prelu": r"""
+/* v = q - zero_in; y = clamp(zero_out + (v >= 0 ? rshift(v m_pos, s_pos) : rshift(v m_neg[c], s_neg[c])),
+   0, 255) over c channels of hw codes; p: zero_in, zero_out, m_pos; m_neg may be negative */
+static void qx_prelu(int32_t c, int32_t hw, const int32_t *p, uint8_t s_pos, const int32_t *m_neg,
+                     const uint8_t *s_neg, const uint8_t *x, uint8_t *y)
+{
+    int32_t i, j;
+    for (i = 0; i < c; i++)
+        for (j = 0; j < hw; j++) {
+            const int64_t v = (int64_t)x[i * hw + j] - (int64_t)p[0];
+            const int64_t r = v >= 0 ? qx_rshift(v * (int64_t)p[2], s_pos) : qx_rshift(v * (int64_t)m_neg[i], s_neg[i]);
+            y[i * hw + j] = qx_clamp((int64_t)p[1] + r, 0, 255);
+        }
+}
+""",
     "add": r"""
 static void qx_add(int32_t n, const int32_t *p, const uint8_t *s, const uint8_t *a, const uint8_t *b, uint8_t *y)
 {   /* p: zero_a, zero_b, zero_out, m_a, m_b */
@@ -189,3 +269,20 @@ def conv_tag(wt: str, bt: str, acc: str) -> str:
 def conv_kernel(wt: str, bt: str, acc: str) -> str:
     return (CONV.replace("{tag}", conv_tag(wt, bt, acc)).replace("{wt}", wt).replace("{bt}", bt)
             .replace("{acc}", acc))  # fmt: skip
+
+
+def sign_tag(wt: str, tt: str, acc: str) -> str:
+    return f"sign_{wt[:-2].replace('int', 'w')}_{tt[:-2].replace('int', 't')}_{acc[:-2].replace('int', 'a')}"
+
+
+def sign_kernel(wt: str, tt: str, acc: str) -> str:
+    return (CONV_SIGN.replace("{tag}", sign_tag(wt, tt, acc)).replace("{wt}", wt).replace("{tt}", tt)
+            .replace("{acc}", acc))  # fmt: skip
+
+
+def threshold_tag(tt: str) -> str:
+    return tt[:-2].replace("int", "t")
+
+
+def threshold_kernel(tt: str) -> str:
+    return THRESHOLD.replace("{tag}", threshold_tag(tt)).replace("{tt}", tt)

@@ -24,8 +24,8 @@ def _col(v: np.ndarray, ndim: int) -> np.ndarray:
     return v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
-def _windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), pad_value=0.0) -> np.ndarray:
-    """(N, C, Ho, Wo, kh, kw) views of the padded input."""
+def windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), pad_value=0) -> np.ndarray:
+    """(N, C, Ho, Wo, kh, kw) views of the padded input (also the integer reference's windows)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     if ph or pw:
         x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
@@ -37,7 +37,7 @@ def _windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), pad_value=
 def conv2d(x, w, b, stride, padding, dilation, groups):
     n, c = x.shape[:2]
     o, cg, kh, kw = w.shape
-    win = _windows(x, (kh, kw), stride, padding, dilation)
+    win = windows(x, (kh, kw), stride, padding, dilation)
     ho, wo = win.shape[2:4]
     win = win.reshape(n, groups, cg, ho, wo, kh, kw)
     out = np.einsum("ngchwij,gocij->ngohw", win, w.reshape(groups, o // groups, cg, kh, kw), optimize=True)
@@ -87,14 +87,14 @@ def _max_pool(node: Node, t, p):
     a = node.attrs
     if a["ceil_mode"]:
         raise NotImplementedError(f"node {node.name}: max_pool2d with ceil_mode")
-    return _windows(t, a["kernel"], a["stride"], a["padding"], a["dilation"], -np.inf).max(axis=(4, 5))
+    return windows(t, a["kernel"], a["stride"], a["padding"], a["dilation"], -np.inf).max(axis=(4, 5))
 
 
 def _avg_pool(node: Node, t, p):
     a = node.attrs
     if a["ceil_mode"] or not (a["count_include_pad"] or tuple(a["padding"]) == (0, 0)):
         raise NotImplementedError(f"node {node.name}: avg_pool2d with ceil_mode or count_include_pad=False")
-    return _windows(t, a["kernel"], a["stride"], a["padding"]).mean(axis=(4, 5))
+    return windows(t, a["kernel"], a["stride"], a["padding"]).mean(axis=(4, 5))
 
 
 def _flatten(node: Node, t, p):

@@ -7,8 +7,8 @@ qexport.integer.ir states, in int64 numpy (vectorised; nothing rounds through fl
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from ..graph.execute import windows
 from .ir import IntGraph, IntNode
 
 
@@ -25,14 +25,6 @@ def _col(a: np.ndarray, ndim: int) -> np.ndarray:
     return a.reshape((1, -1) + (1,) * (ndim - 2)) if a.ndim == 1 else a
 
 
-def _windows(x, kernel, stride, padding, dilation, pad_value):
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    if ph or pw:
-        x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad_value)
-    win = sliding_window_view(x, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(2, 3))
-    return win[:, :, ::sh, ::sw, ::dh, ::dw]
-
-
 def _accumulate(node: IntNode, x: np.ndarray) -> np.ndarray:
     a, w = node.attrs, np.asarray(node.arrays["w_minus_z"], np.int64)
     xz = x.astype(np.int64) - a["zero_in"]  # padding then holds 0 = Z_x - Z_x
@@ -42,7 +34,7 @@ def _accumulate(node: IntNode, x: np.ndarray) -> np.ndarray:
         n = x.shape[0]
         o, cg, kh, kw = w.shape
         g = a["groups"]
-        win = _windows(xz, (kh, kw), a["stride"], a["padding"], a["dilation"], 0)
+        win = windows(xz, (kh, kw), a["stride"], a["padding"], a["dilation"], 0)
         ho, wo = win.shape[2:4]
         win = win.reshape(n, g, cg, ho, wo, kh, kw)
         acc = np.einsum("ngchwij,gocij->ngohw", win, w.reshape(g, o // g, cg, kh, kw)).reshape(n, o, ho, wo)
@@ -61,7 +53,7 @@ def _weighted(node: IntNode, x):
     if a["mode"] == "sign":
         codes = sign_codes(acc, r["tau"], r["flip"])
         if "pool_kernel" in a:  # max pool before the BN: max of the signs, min where the BN flips
-            win = _windows(codes, a["pool_kernel"], a["pool_stride"], (0, 0), (1, 1), 0)
+            win = windows(codes, a["pool_kernel"], a["pool_stride"], (0, 0), (1, 1), 0)
             flip = _col(np.asarray(r["flip"]).astype(bool), codes.ndim)
             codes = np.where(flip, win.min(axis=(4, 5)), win.max(axis=(4, 5)))
         return codes
@@ -84,7 +76,7 @@ def _average(total: np.ndarray, k: int) -> np.ndarray:
 
 def _avg_pool(node: IntNode, x):
     a = node.attrs
-    win = _windows(x.astype(np.int64), a["kernel"], a["stride"], a["padding"], (1, 1), node.out.zero_point)
+    win = windows(x.astype(np.int64), a["kernel"], a["stride"], a["padding"], (1, 1), node.out.zero_point)
     return _average(win.sum(axis=(4, 5)), int(np.prod(a["kernel"])))
 
 
@@ -104,7 +96,7 @@ def _shuffle(node: IntNode, x):
 OPS = {
     "conv2d": _weighted, "linear": _weighted,
     "clamp": lambda n, x: np.clip(x, n.attrs["lo"], n.attrs["hi"]),
-    "max_pool2d": lambda n, x: _windows(x, n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"],
+    "max_pool2d": lambda n, x: windows(x, n.attrs["kernel"], n.attrs["stride"], n.attrs["padding"],
                                         n.attrs["dilation"], 0).max(axis=(4, 5)),
     "avg_pool2d": _avg_pool,
     "global_avg_pool2d": lambda n, x: _average(x.astype(np.int64).sum(axis=(2, 3)), x.shape[2] * x.shape[3])[:, :, None, None],

@@ -32,13 +32,15 @@ def tflite(model_path=None, output=None, input_type: str = "int8", calibration_d
     from ..prepare import checkpoint_stem, find_default_model, prepare
     from ..quantize.plan import seed_unless_asked
     from .flatbuffer import schema, tflite_bytes
-    from .profile import lower_tflite
+    from ..graph.stage import model_graph
+    from .profile import lower_tflite, refuse_binarized
 
     model_path = Path(model_path) if model_path else find_default_model()
     out = Path(output) if output else Path(f"{checkpoint_stem(model_path)}.tflite")
     schema()  # a missing tflite-micro is said before any work
     seed_note = seed_unless_asked(plan_kw, "the weights the tflite profile re-quantizes")
     prepared = prepare(model_path, command="tflite", plan_kw=plan_kw, needs_graph=True, outputs=(out,))
+    refuse_binarized(model_graph(prepared.quantized.model))  # before the slow calibration
     cal = calibration_for(prepared.quantized, calibration_data, calibration_samples, percentile, mean, std)
     tgraph = lower_tflite(prepared.quantized, cal, input_type)  # every refusal before anything is written
     data = tflite_bytes(tgraph, prepared.quantized.provenance())

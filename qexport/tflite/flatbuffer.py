@@ -105,22 +105,23 @@ def _options(fb, op: TflOp):
 def _constants(b: _Builder, op: TflOp, x: TflTensor) -> list[int]:
     """The constant input tensors of `op` (weights, bias, paddings, shape)."""
     fb, arr = b.fb, op.arrays
+    owner = op.source[0] if op.source else op.output  # constants named after the layer (c1.weight)
     if "weight" in arr:
         axis = 3 if op.op == "DEPTHWISE_CONV_2D" else 0
         scales = arr["weight_scale"]
-        w = b.tensor(f"{op.output}.weight", arr["weight"].shape, fb.TensorType.INT8, scales,
+        w = b.tensor(f"{owner}.weight", arr["weight"].shape, fb.TensorType.INT8, scales,
                      np.zeros(scales.size, np.int64), axis, arr["weight"].astype(np.int8))  # fmt: skip
         bias_scale = (float(x.scale) * scales.astype(np.float64)).astype(np.float32)
         if op.op == "FULLY_CONNECTED":
             bias_scale = np.repeat(bias_scale, arr["bias"].size)[:1]
-        bias = b.tensor(f"{op.output}.bias", arr["bias"].shape, fb.TensorType.INT32, bias_scale,
+        bias = b.tensor(f"{owner}.bias", arr["bias"].shape, fb.TensorType.INT32, bias_scale,
                         np.zeros(bias_scale.size, np.int64), 0, arr["bias"].astype("<i4"))  # fmt: skip
         return [w, bias]
     if op.op == "PAD":
-        return [b.tensor(f"{op.output}.paddings", (4, 2), fb.TensorType.INT32, data=arr["paddings"].astype("<i4"))]
+        return [b.tensor(f"{owner}.paddings", (4, 2), fb.TensorType.INT32, data=arr["paddings"].astype("<i4"))]
     if op.op == "RESHAPE":
         shape = np.asarray(op.attrs["shape"], "<i4")
-        return [b.tensor(f"{op.output}.shape", shape.shape, fb.TensorType.INT32, data=shape)]
+        return [b.tensor(f"{owner}.shape", shape.shape, fb.TensorType.INT32, data=shape)]
     return []
 
 

@@ -54,10 +54,25 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[in
     return total // 2, total - total // 2
 
 
+def refuse_binarized(graph) -> None:
+    """Binarized activations have no int8 TFLite form: refuse naming the first node whose output
+    is a sign (a sign node, or the input of a layer that binarizes its input)."""
+    for node in graph.nodes:
+        if node.op == "sign":
+            raise PlanError(f"node {node.name} (sign): binarized activations have no int8 TFLite form "
+                            f"(README \"TFLite\")")  # fmt: skip
+        if node.attrs.get("binarize_input"):
+            src = node.inputs[0]
+            op = "input" if src == "input" else graph.node(src).op
+            raise PlanError(f"node {src} ({op}): binarized activations (sign: {node.name} binarizes its input) "
+                            f"have no int8 TFLite form (README \"TFLite\")")  # fmt: skip
+
+
 class TfliteLowering:
     def __init__(self, qmodel: QuantizedModel, cal: Calibration, input_type: str):
         self.cal, self.input_type = cal, input_type
         self.graph, self.state = planned_network(qmodel)
+        refuse_binarized(self.graph)
         self.users: dict[str, list[Node]] = {n.name: [] for n in self.graph.nodes}
         for n in self.graph.nodes:
             for i in n.inputs:

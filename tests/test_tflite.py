@@ -2,7 +2,8 @@
 arithmetic (hypothesis), and every `.tflite` it writes run by the TensorFlow Lite Micro
 interpreter (the tflite-micro package), whose output and every intermediate tensor must equal
 the profile's reference executor bit for bit: LeNet on real digits (int8 and uint8 input),
-MobileNetV1 (depthwise, PAD, global average), a traced ResNet with ADD; refusals through the CLI
+MobileNetV1 (depthwise, PAD, global average), a traced ResNet with ADD, a Sigmoid LeNet, and
+LOGISTIC / TANH of every int8 code; refusals through the CLI
 (one line, exit 1, no file); determinism; top-1 on the held-out digits within 1 pp of float."""
 
 from __future__ import annotations
@@ -234,16 +235,60 @@ def test_max_pool_network_in_tflm_equals_the_reference(tmp_path):
     tflm_equals_reference(path, tgraph, x[:8, None])
 
 
-def test_sigmoid_lenet_is_refused_naming_the_node(tmp_path):
-    torch.manual_seed(0)
+def test_sigmoid_lenet_in_tflm_equals_the_reference(tmp_path):
     sys.path.insert(0, str(ZOO.parent))
     import graph_zoo
 
+    torch.manual_seed(0)
     torch.save(graph_zoo.SigmoidLeNet().state_dict(), tmp_path / "s.pth")
-    with pytest.raises(PlanError, match=r"^node \S*[Ss]igmoid\S* \(sigmoid\): LOGISTIC/TANH"):
-        export(tmp_path, tmp_path / "s.pth", "s", bits=8, model_def=f"{ZOO}:SigmoidLeNet",
+    x, _ = digits_test_split()
+    path, tgraph, _ = export(tmp_path, tmp_path / "s.pth", "s", bits=8, model_def=f"{ZOO}:SigmoidLeNet",
+                             calibration_data=str(DIGITS), calibration_samples=64)  # fmt: skip
+    assert [o.op for o in tgraph.ops].count("LOGISTIC") == 2
+    assert all((tgraph.tensors[o.output].scale, tgraph.tensors[o.output].zero_point) == (1 / 256, -128)
+               for o in tgraph.ops if o.op == "LOGISTIC")  # fmt: skip
+    tflm_equals_reference(path, tgraph, x[:8, None])
+
+
+# (scale, zero point) of the int8 input: typical, tiny and large scales, zero points at both ends
+TABLE_INPUTS = ((0.05, 0), (0.0123, -128), (0.2, 40), (1 / 255, -128), (0.5, 127), (0.003, 5), (0.09, -20), (2.0, 0))
+
+
+@pytest.mark.parametrize("op", ["LOGISTIC", "TANH"])
+def test_logistic_and_tanh_of_every_int8_code_equal_tflm(op):
+    """All 256 input codes at once through a one-operator model, for several input scales."""
+    rt = runtime()
+    from qexport.tflite.arith import f32
+    from qexport.tflite.fixedpoint import LOGISTIC_OUT, TANH_OUT, logistic_table, tanh_table
+    from qexport.tflite.flatbuffer import tflite_bytes
+    from qexport.tflite.ir import TflGraph, TflOp, TflTensor
+
+    (out_scale, out_zero), table, f = {"LOGISTIC": (LOGISTIC_OUT, logistic_table, lambda v: 1 / (1 + np.exp(-v))),
+                                       "TANH": (TANH_OUT, tanh_table, np.tanh)}[op]  # fmt: skip
+    codes = np.arange(-128, 128)
+    for scale, zero in TABLE_INPUTS:
+        x, y = TflTensor("input", (256,), f32(scale), zero), TflTensor("y", (256,), f32(out_scale), out_zero)
+        model = tflite_bytes(TflGraph({"input": x, "y": y}, (TflOp(op, ("input",), "y"),), "input", "y"), {})
+        interp = rt.Interpreter.from_bytes(model)
+        interp.set_input(codes.astype(np.int8).reshape(1, 256), 0)
+        interp.invoke()
+        want = table(x.scale, zero)
+        assert np.array_equal(interp.get_output(0).reshape(-1), want), (op, scale, zero)
+        # and the fixed-point result is the function itself, in float64, within one output step
+        exact = np.clip(np.round(f(x.scale * (codes - zero)) / out_scale) + out_zero, -128, 127)
+        assert np.abs(want.astype(np.int64) - exact).max() <= 1, (op, scale, zero)
+
+
+def test_grouped_conv_is_refused_naming_the_node(tmp_path):
+    sys.path.insert(0, str(ZOO.parent))
+    import graph_zoo
+
+    torch.manual_seed(0)
+    torch.save(graph_zoo.NIN(groups=2).state_dict(), tmp_path / "g.pth")
+    with pytest.raises(PlanError, match=r"^node \S+ \((channel_shuffle|conv2d)\): "):
+        export(tmp_path, tmp_path / "g.pth", "g", bits=8, model_def=f"{ZOO}:NIN(groups=2)",
                calibration_data=str(DIGITS), calibration_samples=16)  # fmt: skip
-    assert not (tmp_path / "s.tflite").exists()
+    assert not (tmp_path / "g.tflite").exists()
 
 
 def cli(*args, cwd, env_extra=None):

@@ -22,6 +22,7 @@ from ..integer.lower import tensor_for
 from ..integer.network import planned_network
 from ..model import QuantizedModel
 from .arith import INT32_MAX, INT32_MIN, f32, quantize_multiplier, round_away
+from .fixedpoint import LOGISTIC_OUT, TANH_OUT
 from .ir import TflGraph, TflOp, TflTensor
 
 ACTIVATIONS = {"relu": "RELU", "relu6": "RELU6"}
@@ -277,10 +278,16 @@ class TfliteLowering:
 
     op_hardtanh = op_sign
 
-    def op_sigmoid(self, node: Node):
-        self.refuse(node, "LOGISTIC/TANH: TFLM's int8 fixed-point kernels are not transcribed in qexport yet")
+    def _fixed_output(self, node: Node, op: str, scale: float, zero_point: int):
+        x = self.x(node)
+        shape = (*node.output_shape[1:], node.output_shape[0]) if len(node.output_shape) == 3 else node.output_shape
+        self.emit(op, (x.name,), TflTensor(node.name, tuple(shape), f32(scale), zero_point), (node.name,))
 
-    op_tanh = op_sigmoid
+    def op_sigmoid(self, node: Node):
+        self._fixed_output(node, "LOGISTIC", *LOGISTIC_OUT)
+
+    def op_tanh(self, node: Node):
+        self._fixed_output(node, "TANH", *TANH_OUT)
 
 
 def lower_tflite(qmodel: QuantizedModel, calibration: Calibration, input_type: str = "int8") -> TflGraph:

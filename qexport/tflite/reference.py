@@ -13,6 +13,7 @@ import numpy as np
 
 from ..graph.execute import conv2d, windows
 from .arith import INT8_MAX, INT8_MIN, activation_range, quantize_multiplier, requantize
+from .fixedpoint import logistic_table, tanh_table
 from .ir import TflGraph, TflOp, TflTensor
 
 ADD_LEFT_SHIFT = 20  # TFLM add for int8
@@ -81,13 +82,18 @@ def _pad(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarray:
     return np.pad(x, [tuple(p) for p in op.arrays["paddings"]], constant_values=out.zero_point)
 
 
+def _table(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarray:
+    table = (logistic_table if op.op == "LOGISTIC" else tanh_table)(xt.scale, xt.zero_point)
+    return table[x.astype(np.int64) + 128]
+
+
 def _reshape(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarray:
     return x.reshape(x.shape[0], *out.shape)
 
 
 KERNELS = {"CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fully_connected,
            "AVERAGE_POOL_2D": _average_pool, "MAX_POOL_2D": _max_pool, "QUANTIZE": _quantize, "PAD": _pad,
-           "RESHAPE": _reshape}  # fmt: skip
+           "RESHAPE": _reshape, "LOGISTIC": _table, "TANH": _table}  # fmt: skip
 
 
 def model_input(tgraph: TflGraph, pixels: np.ndarray) -> np.ndarray:

@@ -318,3 +318,20 @@ def test_cli_output_is_byte_identical_across_runs_and_bad_usage_exits_2(tmp_path
     assert runs[0] == runs[1] and runs[0][4:8] == b"TFL3"
     r = cli("tflite", "--bits", "8", LENET, "-o", "x.tflite", cwd=tmp_path)  # no --calibrate
     assert r.returncode == 2 and "--calibrate" in r.stderr and not (tmp_path / "x.tflite").exists()
+
+
+def test_eval_with_the_tflite_arithmetic_on_real_digits(tmp_path):
+    """`qexport eval --arithmetic tflite`: top-1 from the reference executor, SQNR per operator
+    against the plan's float network (RenamedLeNet flattens 12 x 6 x 6: HWC order mapped back)."""
+    from qexport.integer.command import evaluate
+
+    sys.path.insert(0, str(ZOO.parent))
+    import graph_zoo
+
+    torch.manual_seed(3)
+    torch.save(graph_zoo.RenamedLeNet().state_dict(), tmp_path / "n.pth")
+    r = evaluate(tmp_path / "n.pth", data=str(DIGITS), calibration_samples=64, samples=64, arithmetic="tflite",
+                 bits=8, model_def=f"{ZOO}:RenamedLeNet")  # fmt: skip
+    flat = next(row for row in r["nodes"] if row["op"] == "RESHAPE")
+    assert flat["sqnr_db"] is not None and flat["sqnr_db"] > 25, r["nodes"]
+    assert all(row["sqnr_db"] is None or row["sqnr_db"] > 15 for row in r["nodes"]), r["nodes"]

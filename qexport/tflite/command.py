@@ -39,7 +39,10 @@ def tflite(model_path=None, output=None, input_type: str = "int8", calibration_d
     out = Path(output) if output else Path(f"{checkpoint_stem(model_path)}.tflite")
     schema()  # a missing tflite-micro is said before any work
     seed_note = seed_unless_asked(plan_kw, "the weights the tflite profile re-quantizes")
-    prepared = prepare(model_path, command="tflite", plan_kw=plan_kw, needs_graph=True, outputs=(out,))
+    cal_kw = {"calibrate": calibration_data and Path(calibration_data).name, "percentile": percentile,
+              "mean": mean, "std": std, "calibration_samples": calibration_samples if calibration_data else None}
+    prepared = prepare(model_path, command="tflite", plan_kw=plan_kw, needs_graph=True, outputs=(out,),
+                       text_kw={**plan_kw, "input_type": input_type, **cal_kw})  # fmt: skip
     refuse_binarized(model_graph(prepared.quantized.model))  # before the slow calibration
     cal = calibration_for(prepared.quantized, calibration_data, calibration_samples, percentile, mean, std)
     tgraph = lower_tflite(prepared.quantized, cal, input_type)  # every refusal before anything is written

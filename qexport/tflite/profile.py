@@ -276,7 +276,8 @@ class TfliteLowering:
     def op_sign(self, node: Node):
         self.refuse(node, "binarized activations (sign) have no int8 TFLite form")
 
-    op_hardtanh = op_sign
+    def op_hardtanh(self, node: Node):
+        self.refuse(node, "hardtanh has no int8 TFLite form in qexport yet (ReLU6 has)")
 
     def _fixed_output(self, node: Node, op: str, scale: float, zero_point: int):
         x = self.x(node)

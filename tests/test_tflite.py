@@ -335,3 +335,45 @@ def test_eval_with_the_tflite_arithmetic_on_real_digits(tmp_path):
     flat = next(row for row in r["nodes"] if row["op"] == "RESHAPE")
     assert flat["sqnr_db"] is not None and flat["sqnr_db"] > 25, r["nodes"]
     assert all(row["sqnr_db"] is None or row["sqnr_db"] > 15 for row in r["nodes"]), r["nodes"]
+
+
+PADDED = '''
+import torch.nn.functional as F
+from torch import nn
+
+INPUT_SHAPE = (1, 28, 28)
+
+
+class Padded(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.dilated = nn.Conv2d(1, 4, 3, padding=2, dilation=2)   # SAME in TFLite
+        self.odd = nn.Conv2d(4, 6, 4, padding=1)                   # even kernel: PAD + VALID
+        self.fc = nn.Linear(6 * 13 * 13, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu6(self.dilated(x)), 3, 1, 1)       # max pool with SAME padding
+        x = F.max_pool2d(F.relu(self.odd(x)), 2)
+        return self.fc(x.flatten(1))
+'''
+
+
+def test_same_padding_dilation_and_explicit_pad_in_tflm_equal_the_reference(tmp_path):
+    (tmp_path / "padded.py").write_text(PADDED)
+    sys.path.insert(0, str(tmp_path))
+    import padded
+
+    torch.manual_seed(5)
+    torch.save(padded.Padded().state_dict(), tmp_path / "p.pth")
+    x, _ = digits_test_split()
+    path, tgraph, _ = export(tmp_path, tmp_path / "p.pth", "p", bits=8, model_def=f"{tmp_path / 'padded.py'}:Padded",
+                             calibration_data=str(DIGITS), calibration_samples=32)  # fmt: skip
+    by_source = {o.source[0]: o for o in tgraph.ops if o.source}
+    assert by_source["dilated"].attrs["padding"] == "SAME" and by_source["dilated"].attrs["activation"] == "RELU6"
+    assert by_source["odd"].attrs["padding"] == "VALID" and tgraph.ops[by_source_index(tgraph, "odd") - 1].op == "PAD"
+    assert [o.attrs["padding"] for o in tgraph.ops if o.op == "MAX_POOL_2D"] == ["SAME", "VALID"]
+    tflm_equals_reference(path, tgraph, x[:6, None])
+
+
+def by_source_index(tgraph, name: str) -> int:
+    return next(i for i, o in enumerate(tgraph.ops) if o.source and o.source[0] == name)

@@ -377,3 +377,40 @@ def test_same_padding_dilation_and_explicit_pad_in_tflm_equal_the_reference(tmp_
 
 def by_source_index(tgraph, name: str) -> int:
     return next(i for i, o in enumerate(tgraph.ops) if o.source and o.source[0] == name)
+
+
+BRANCHES = '''
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+INPUT_SHAPE = (1, 28, 28)
+
+
+class Branches(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.b = nn.Conv2d(1, 3, 5, padding=2)
+        self.mix = nn.Conv2d(7, 8, 3, stride=2)
+        self.fc = nn.Linear(8 * 13 * 13, 10)
+
+    def forward(self, x):
+        x = torch.cat([F.relu(self.a(x)), self.b(x)], 1)   # different ranges: requantized before the copy
+        return self.fc(torch.flatten(F.relu(self.mix(x)), 1))
+'''
+
+
+def test_concatenation_of_branches_in_tflm_equals_the_reference(tmp_path):
+    (tmp_path / "branches.py").write_text(BRANCHES)
+    torch.manual_seed(7)
+    sys.path.insert(0, str(tmp_path))
+    import branches
+
+    torch.save(branches.Branches().state_dict(), tmp_path / "b.pth")
+    x, _ = digits_test_split()
+    path, tgraph, _ = export(tmp_path, tmp_path / "b.pth", "b", bits=8, model_def=f"{tmp_path / 'branches.py'}:Branches",
+                             calibration_data=str(DIGITS), calibration_samples=32)  # fmt: skip
+    ops = [o.op for o in tgraph.ops]
+    assert ops.count("CONCATENATION") == 1 and ops.count("QUANTIZE") == 2
+    tflm_equals_reference(path, tgraph, x[:6, None])

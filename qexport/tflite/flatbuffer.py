@@ -93,6 +93,10 @@ def _options(fb, op: TflOp):
         o = fb.AddOptionsT()
         o.fusedActivationFunction = act
         return fb.BuiltinOptions.AddOptions, o
+    if op.op == "CONCATENATION":
+        o = fb.ConcatenationOptionsT()
+        o.axis, o.fusedActivationFunction = a["axis"], act
+        return fb.BuiltinOptions.ConcatenationOptions, o
     if op.op == "RESHAPE":
         o = fb.ReshapeOptionsT()
         o.newShape = list(a["shape"])

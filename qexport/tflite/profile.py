@@ -24,28 +24,9 @@ from ..model import QuantizedModel
 from .arith import INT32_MAX, INT32_MIN, f32, quantize_multiplier, round_away
 from .fixedpoint import LOGISTIC_OUT, TANH_OUT
 from .ir import TflGraph, TflOp, TflTensor
+from .weights import bias_floor, symmetric_int8
 
 ACTIVATIONS = {"relu": "RELU", "relu6": "RELU6"}
-
-
-def symmetric_int8(w: np.ndarray, per_channel: bool, least=0.0) -> tuple[np.ndarray, np.ndarray]:
-    """(codes int8 in -127..127, float32 scales): scale = max|w| / 127 per output channel (axis 0)
-    or for the tensor, at least `least` (per channel or one value); an all-zero channel gets
-    scale 1 unless `least` asks for more."""
-    w = np.asarray(w, np.float64)
-    flat = w.reshape(w.shape[0], -1) if per_channel else w.reshape(1, -1)
-    peak = np.abs(flat).max(axis=1)
-    scale = np.where(peak > 0, peak / 127.0, 1.0)
-    scale = np.maximum(scale, least).astype(np.float32)
-    codes = np.clip(round_away(flat / scale.astype(np.float64)[:, None]), -127, 127).astype(np.int8)
-    return codes.reshape(w.shape), scale
-
-
-def bias_floor(bias, s_in: float, fan_in: int) -> np.ndarray:
-    """The least weight scale at which round(b / (S_in S_w)) fits int32 beside the largest sum of
-    products (255 * 127 * fan_in): TFLite's converter raises the weight scale of such a channel (tiny
-    weights, a large bias) the same way."""
-    return np.abs(np.asarray(bias, np.float64)) / (float(s_in) * (INT32_MAX // 2 - 255 * 127 * fan_in))
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -261,6 +242,25 @@ class TfliteLowering:
         out = self.calibrated(last.name, a.shape)
         self.emit("ADD", (a.name, b.name), out, (node.name, last.name), {"activation": activation})
         return (last.name,)
+
+    def op_cat(self, node: Node):
+        """CONCATENATION copies codes (TFLM): inputs with other scales are first requantized to the
+        output's by a QUANTIZE (int8 -> int8)."""
+        ins = [self.x(node, k) for k in range(len(node.inputs))]
+        rank, dim = len(ins[0].shape), node.attrs["dim"]
+        axis = {3: {1: 3, 2: 1, 3: 2}, 1: {1: 1}}.get(rank, {}).get(dim)  # torch's NCHW dim -> NHWC axis
+        if axis is None:
+            self.refuse(node, f"cat of rank-{rank + 1} tensors along dim {dim}")
+        shape = (*node.output_shape[1:], node.output_shape[0]) if rank == 3 else node.output_shape
+        out = self.calibrated(node.name, shape)
+        names = []
+        for t in ins:
+            if (t.scale, t.zero_point) != (out.scale, out.zero_point):
+                r = TflTensor(f"{node.name}.{t.name}.requantized", t.shape, out.scale, out.zero_point)
+                self.emit("QUANTIZE", (t.name,), r, ())
+                t = r
+            names.append(t.name)
+        self.emit("CONCATENATION", names, out, (node.name,), {"axis": axis, "activation": "NONE"})
 
     def op_softmax(self, node: Node):
         if node.name != self.graph.output:

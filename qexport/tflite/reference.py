@@ -112,6 +112,8 @@ def run_tflite(tgraph: TflGraph, pixels: np.ndarray) -> dict[str, np.ndarray]:
         kinds = [tgraph.tensors[i] for i in op.inputs]
         if op.op == "ADD":
             values[op.output] = _add(op, *ins, *kinds, out)
+        elif op.op == "CONCATENATION":  # a copy: every input already has the output's scale
+            values[op.output] = np.concatenate(ins, axis=op.attrs["axis"])
         else:
             values[op.output] = KERNELS[op.op](op, ins[0], kinds[0], out)
     return values

@@ -25,6 +25,7 @@ COMMANDS = {
     "golden": ("qexport.golden:golden_cmd", "Per-layer integer activations (golden vectors) for RTL/firmware checks."),
     "eval": ("qexport.integer.command:eval_cmd", "Top-1 of the float and the integer network on labelled images."),
     "csource": ("qexport.csource.command:csource_cmd", "C99 source of the integer graph (no malloc, no float)."),
+    "tflite": ("qexport.tflite.command:tflite_cmd", "TFLite int8 model (.tflite) of the network, checked by TFLite Micro."),
     "cifar-bmp": ("qexport.cifar_cli:cifar_bmp_cmd", "Convert CIFAR-10/100 python pickles to BMP or PNG images."),
 }
 

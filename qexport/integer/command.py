@@ -10,7 +10,7 @@ from ..options import calibration_options, model_argument, plan_options
 
 def evaluate(model_path=None, data=None, calibration_data=None, calibration_samples: int = 256,
              percentile: float | None = None, mean: str | None = None, std: str | None = None,
-             samples: int | None = None, **plan_kw) -> dict:  # fmt: skip
+             samples: int | None = None, arithmetic: str = "default", **plan_kw) -> dict:  # fmt: skip
     """Library entry point: {"samples", "float", "planned", "integer", "notes", "graph"} (accuracies
     as fractions; None without labels)."""
     import numpy as np
@@ -33,19 +33,28 @@ def evaluate(model_path=None, data=None, calibration_data=None, calibration_samp
     graph = model_graph(qmodel.model)
     channels, *size = graph.input_shape
     evaluation = load_data(data, channels=channels, size=tuple(size), limit=samples)
-    igraph, cal, m, s = calibrated_graph(qmodel, calibration_data or data, calibration_samples, percentile, mean, std)
     x = evaluation.images
+    if arithmetic == "tflite":  # the tflite int8 profile (README "TFLite")
+        from ..tflite.command import calibration_for
+        from ..tflite.evaluate import tflite_outputs
+
+        cal = calibration_for(qmodel, calibration_data or data, calibration_samples, percentile, mean, std)
+        m, s = cal.mean, cal.std
+        codes, rows = tflite_outputs(qmodel, cal, x)
+    else:
+        igraph, cal, m, s = calibrated_graph(qmodel, calibration_data or data, calibration_samples, percentile, mean, std)
     float_logits = run_graph(graph, {k: np.asarray(v) for k, v in qmodel.model.tensors.items()},
                              normalised(x, m, s))[graph.output]  # fmt: skip
     pgraph, state = planned_network(qmodel)
     planned = run_graph(pgraph, state, normalised(x, m, s))
     planned_logits = planned[pgraph.output]
-    all_codes = run_integer(igraph, x)
-    codes = all_codes[igraph.output].reshape(x.shape[0], -1)
+    if arithmetic != "tflite":
+        all_codes = run_integer(igraph, x)
+        codes = all_codes[igraph.output].reshape(x.shape[0], -1)
+        rows = [(n.name, n.op, n.source or (n.name,), n.out.real(all_codes[n.name])) for n in igraph.nodes]
     y = evaluation.labels
-    nodes = [{"node": n.name, "op": n.op, "computes": list(n.source or (n.name,)),
-              "sqnr_db": node_sqnr(planned[(n.source or (n.name,))[-1]], n.out.real(all_codes[n.name]))}
-             for n in igraph.nodes]  # fmt: skip
+    nodes = [{"node": name, "op": op, "computes": list(computes), "sqnr_db": node_sqnr(planned[computes[-1]], real)}
+             for name, op, computes, real in rows if computes[-1] in planned]  # fmt: skip
 
     def top1(pred):
         return None if y is None else float(np.mean(pred == y))
@@ -76,6 +85,8 @@ def node_sqnr(reference, got) -> float | None:
 @model_argument
 @click.option("--data", metavar="DATA", help="Evaluation images with labels (.npy/.npz, image folder, CIFAR, MNIST).")
 @click.option("-n", "--samples", type=click.IntRange(1), default=None, help="Evaluate the first N images.")
+@click.option("--arithmetic", type=click.Choice(["default", "tflite"]), default="default", show_default=True,
+              help="The integer graph's profile: qexport's uint8 contract, or TFLite's int8 (README \"TFLite\").")
 @calibration_options
 @plan_options
 def eval_cmd(model, **kw):
@@ -92,7 +103,7 @@ def eval_cmd(model, **kw):
     click.echo(f"images:            {result['samples']} (calibrated on {result['calibration_samples']})")
     click.echo(f"float (as trained): {text(result['float'])}")
     click.echo(f"float (plan):       {text(result['planned'])}")
-    click.echo(f"integer graph:      {text(result['integer'])}")
+    click.echo(f"integer graph:      {text(result['integer'])}" + (" (tflite int8)" if kw.get("arithmetic") == "tflite" else ""))
     click.echo("")
     click.echo(f"{'node':<28} {'op':<18} SQNR vs the plan's float network")
     for row in result["nodes"]:

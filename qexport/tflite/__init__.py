@@ -1,0 +1,1 @@
+"""TFLite int8 profile and `.tflite` writer (README "TFLite")."""

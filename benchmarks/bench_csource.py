@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for arch in archs:
             rows.append(bench_arch(arch, n, Path(tmp)))
-            print(f"{arch}: done", file=sys.stderr, flush=True)
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # kept if a later network is interrupted
     text = markdown(rows)
     print(text)
     if args.json:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .options import SHARED_OPTION_NAMES, model_argument, output_option, plan_options
+from .options import SHARED_OPTION_NAMES, calibration_options, model_argument, output_option, plan_options
 
 
 def _split(kw: dict) -> tuple[dict, dict]:
@@ -54,9 +54,12 @@ def writer_command(name: str) -> click.Command:
 @plan_options
 @click.option("--graph", "show_graph", is_flag=True,
               help="Print only the network graph (README \"The network graph\").")
-def inspect_cmd(model, show_graph=False, **kw):
+@calibration_options
+def inspect_cmd(model, show_graph=False, calibration_data=None, calibration_samples=256, percentile=None, mean=None,
+                std=None, **kw):  # fmt: skip
     """Show the detected architecture, every tensor, the plan that would apply, the sizes and the
-    network graph (traced from the module that defines it)."""
+    network graph (traced from the module that defines it); with --calibrate DATA also the flash,
+    RAM and accumulator widths of `qexport csource`'s C for the plan."""
     from .graph.command import graph_report
     from .inspect_model import inspect_text
     from .prepare import find_default_model, plan_options_from, prepare
@@ -71,6 +74,14 @@ def inspect_cmd(model, show_graph=False, **kw):
     click.echo(inspect_text(prepared.model, plan_options_from(**kw)))
     if prepared.model.has_graph:
         click.echo("\n" + graph_report(prepared.model, header=False))
+    if calibration_data:
+        from .csource.footprint import footprint, footprint_text
+        from .integer.calibrate import calibrated_graph
+        from .prepare import options_text, quantize
+
+        qmodel = quantize(prepared.model, plan_options_from(**kw), options_text(kw))
+        igraph = calibrated_graph(qmodel, calibration_data, calibration_samples, percentile, mean, std)[0]
+        click.echo("\nC source (qexport csource) of the integer graph:\n" + footprint_text(footprint(igraph)))
     if kw.get("verbose") or kw.get("report"):
         from .export import print_notes, write_report
         from .prepare import options_text, quantize

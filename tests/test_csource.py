@@ -373,8 +373,10 @@ def test_cortex_m4_objects(lenet_graph, mobilenet_graph, synthetic_graph, resnet
     flash (text), nothing in data, the arena (and the hook pointer) in bss."""
     ig = lenet_graph[0]
     text, data, bss = _arm_object(ig, "lenet", tmp_path)
-    params = sum(a.size * (2 if k == "w_minus_z" else 4 if k in ("b_q", "m") else 1)
-                 for n in ig.nodes for k, a in n.arrays.items())  # LeNet's weights fit int16 (max |w - Z| 145)
+    params = sum(a.size * (1 if k == "w_minus_z" else 4 if k in ("b_q", "m") else 1) + 4 * a.shape[0] * (k == "w_minus_z")
+                 for n in ig.nodes for k, a in n.arrays.items())  # uint8 weight codes + an int32 zero point per channel
+    assert all(np.ptp(n.arrays["w_minus_z"].reshape(len(n.arrays["w_minus_z"]), -1), axis=1).max() <= 255
+               for n in ig.nodes if "w_minus_z" in n.arrays)  # 8-bit codes: every channel spans <= 256 values
     assert params <= text < params + 8192 and data == 0
     assert plan_arena(ig).size <= bss <= plan_arena(ig).size + 16
     _arm_object(synthetic_graph[0], "syn", tmp_path)

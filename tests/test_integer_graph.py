@@ -236,7 +236,7 @@ def test_csource_command_writes_compilable_c_or_nothing(tmp_path):
     r = run_cli("csource", LENET, "--bits", "8", "--calibrate", FIXTURES / "digits_test.npz",
                 "--calibration-samples", "64", "-o", out, "--name", "lenet")  # fmt: skip
     assert r.returncode == 0, r.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["lenet_inference.c", "lenet_inference.h"]
+    assert sorted(p.name for p in out.iterdir()) == ["lenet.h", "lenet_inference.c", "lenet_inference.h"]
     cc = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic", "-c",
                          str(out / "lenet_inference.c"), "-o", str(tmp_path / "l.o")], capture_output=True, text=True)
     assert cc.returncode == 0, cc.stderr

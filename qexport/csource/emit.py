@@ -12,7 +12,7 @@ from ..integer.ir import IntGraph, IntNode
 from .arena import Arena, check_arena, plan_arena
 from .kernels import (CLAMP, GEOMETRY, OPS, RSHIFT, conv_kernel, conv_tag, sign_kernel, sign_tag, threshold_kernel,
                       threshold_tag)
-from .params import c_array, narrowest
+from .params import CTYPE_BYTES, c_array, narrowest, weight_codes
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -42,6 +42,7 @@ class Emitter:
         check_arena(igraph, self.arena)
         self.shapes = {"input": tuple(igraph.input_shape), **{n.name: tuple(n.output_shape) for n in igraph.nodes}}
         self.params: list[str] = []
+        self.param_bytes = 0  # bytes of every static const parameter array and geometry struct
         self.kernels: dict[str, str] = {}
         self.calls: list[str] = []
 
@@ -50,7 +51,12 @@ class Emitter:
 
     def array(self, ident: str, ctype: str, values, comment: str) -> str:
         self.params.append(c_array(ctype, ident, values, comment))
+        self.param_bytes += max(np.asarray(values).size, 1) * CTYPE_BYTES[ctype]
         return ident
+
+    def geometry(self, ctype: str, ident: str, values) -> None:
+        self.params.append(f"static const {ctype} {ident} = {{{', '.join(str(int(v)) for v in values)}}};\n")
+        self.param_bytes += 4 * len(values)  # structs of int32_t only
 
     def use(self, op: str) -> None:
         self.kernels.setdefault(op, OPS[op])
@@ -63,9 +69,12 @@ class Emitter:
         if mode not in ("requantize", "sign"):
             raise UsageError(f"node {n.name} ({n.op}): no C kernel for mode {mode!r}")
         sign = mode == "sign"
-        wt = narrowest(r["w_minus_z"])
+        wt, codes, zw = weight_codes(r["w_minus_z"])
+        zoned = zw is not None
         acc = "int32_t" if a["acc_bits"] == 32 else "int64_t"
-        w = self.array(p + "_w", wt, r["w_minus_z"], f"{_comment(n.name)}: w - Z_w")
+        w = self.array(p + "_w", wt, codes, f"{_comment(n.name)}: " + ("weight codes" if zoned else "w - Z_w"))
+        if zoned:
+            w += ", " + self.array(p + "_z", "int32_t", zw, "per-channel weight zero points")
         shape_in = self.shapes[n.inputs[0]]
         if n.op == "linear":
             cout = n.output_shape[0]
@@ -74,7 +83,7 @@ class Emitter:
         else:
             cin, h, wd = shape_in
             cout, ho, wo = n.output_shape
-            kh, kw = r["w_minus_z"].shape[2:]
+            kh, kw = codes.shape[2:]
             if sign:  # the conv's own plane (the node's shape is the pooled one)
                 (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
                 ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
@@ -89,22 +98,22 @@ class Emitter:
             if "pool_kernel" in a and n.op == "linear":
                 raise UsageError(f"node {n.name} (linear): a pooled linear has no meaning")
             tt = narrowest(r["tau"], "int32_t")
-            tag = sign_tag(wt, tt, acc)
-            self.kernels.setdefault("conv_" + tag, sign_kernel(wt, tt, acc))
+            tag = sign_tag(wt, tt, acc, zoned)
+            self.kernels.setdefault("conv_" + tag, sign_kernel(wt, tt, acc, zoned))
             t = self.array(p + "_t", tt, r["tau"], "tau")
             f = self.array(p + "_f", "uint8_t", np.asarray(r["flip"]).astype(bool).astype(np.uint8), "flip")
             pw = self.array(p + "_p", "int32_t", pool, "pool kernel h, w, stride h, w, pooled h, w")
             geom += [a["zero_in"], 0, 0, 0]
-            self.params.append(f"static const qx_conv_geom {p}_g = {{{', '.join(str(int(v)) for v in geom)}}};\n")
+            self.geometry("qx_conv_geom", f"{p}_g", geom)
             return f"qx_conv_{tag}(&{p}_g, {pw}, {w}, {t}, {f}, {{x}}, {{y}})"
         bt = narrowest(r["b_q"], "int32_t")
-        tag = conv_tag(wt, bt, acc)
-        self.kernels.setdefault("conv_" + tag, conv_kernel(wt, bt, acc))
+        tag = conv_tag(wt, bt, acc, zoned)
+        self.kernels.setdefault("conv_" + tag, conv_kernel(wt, bt, acc, zoned))
         b = self.array(p + "_b", bt, r["b_q"], "b_q")
         m = self.array(p + "_m", "int32_t", r["m"], "m")
         s = self.array(p + "_s", "uint8_t", r["s"], "s")
         geom += [a["zero_in"], a["zero_out"], a["lo"], a["hi"]]
-        self.params.append(f"static const qx_conv_geom {p}_g = {{{', '.join(str(int(v)) for v in geom)}}};\n")
+        self.geometry("qx_conv_geom", f"{p}_g", geom)
         return f"qx_conv_{tag}(&{p}_g, {w}, {b}, {m}, {s}, {{x}}, {{y}})"
 
     def threshold(self, k: int, n: IntNode, p: str) -> str:
@@ -135,9 +144,23 @@ class Emitter:
         dil = a.get("dilation", (1, 1))
         pad = n.out.zero_point if n.op == "avg_pool2d" else 0
         geom = [c, h, w, ho, wo, *a["kernel"], *a["stride"], *a["padding"], *dil, pad]
-        self.params.append(f"static const qx_pool_geom {p}_g = {{{', '.join(str(int(v)) for v in geom)}}};\n")
+        self.geometry("qx_pool_geom", f"{p}_g", geom)
         self.use(n.op)
         return f"qx_{'max' if n.op == 'max_pool2d' else 'avg'}_pool(&{p}_g, {{x}}, {{y}})"
+
+    def cat(self, n: IntNode, p: str) -> str:
+        """One requantization per input into its block of channels (C x H x W: contiguous)."""
+        self.use("cat")
+        a, r = n.attrs, n.arrays
+        calls, at = [], 0
+        for k, (src, z) in enumerate(zip(n.inputs, a["zeros_in"])):
+            size = self.arena.sizes[src] if src != "input" else int(np.prod(self.g.input_shape))
+            vals = [z, a["zero_out"], int(np.asarray(r[f"m{k}"]).ravel()[0])]
+            pp = self.array(f"{p}_p{k}", "int32_t", vals, f"{_comment(n.name)} input {k}: zero_in, zero_out, m")
+            s = int(np.asarray(r[f"s{k}"]).ravel()[0])
+            calls.append(f"qx_requantize({size}, {pp}, {s}, {self.buf(src)}, {self.buf(n.name)} + {at})")
+            at += size
+        return ";\n    ".join(calls)
 
     def node_call(self, k: int, n: IntNode) -> str:
         p = f"qx_n{k}"
@@ -150,6 +173,8 @@ class Emitter:
             return self.prelu(k, n, p)
         if n.op in ("max_pool2d", "avg_pool2d"):
             return self.pool(k, n, p)
+        if n.op not in OPS:
+            raise UsageError(f"node {n.name} ({n.op}): no C kernel for this op yet")
         if n.op != "add":
             self.use(n.op)
         if n.op == "clamp":
@@ -174,6 +199,8 @@ class Emitter:
             ss = self.array(p + "_s", "uint8_t", [int(np.asarray(r["s_a"]).ravel()[0]),
                                                   int(np.asarray(r["s_b"]).ravel()[0])], "s_a, s_b")  # fmt: skip
             return f"qx_add({size}, {pp}, {ss}, {self.buf(n.inputs[0])}, {self.buf(n.inputs[1])}, {{y}})"
+        if n.op == "cat":
+            return self.cat(n, p)
         raise UsageError(f"node {n.name} ({n.op}): no C kernel for this op yet")
 
     # ---- the files
@@ -190,8 +217,8 @@ class Emitter:
         kernels = [self.kernels[k] for k in sorted(self.kernels)]
         ops = {"requantize" if op in ("conv2d", "linear") and n.attrs.get("mode", "requantize") == "requantize"
                else op for n in self.g.nodes for op in (n.op,)}  # fmt: skip; sign mode: no rshift, no clamp
-        prelude = (RSHIFT if ops & {"requantize", "add", "prelu"} else "") + \
-            (CLAMP if ops & {"requantize", "add", "clamp", "prelu"} else "") + GEOMETRY
+        prelude = (RSHIFT if ops & {"requantize", "add", "prelu", "cat"} else "") + \
+            (CLAMP if ops & {"requantize", "add", "clamp", "prelu", "cat"} else "") + GEOMETRY
         return "".join([
             f"/* {self.name}_inference.c: the integer graph in C99 (generated by qexport; do not edit).\n"
             f"   Arithmetic contract: qexport/integer/ir.py.  No malloc, no float; one static arena. */\n",

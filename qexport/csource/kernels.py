@@ -42,7 +42,7 @@ typedef struct {
 """
 
 CONV = r"""
-static void qx_conv_{tag}(const qx_conv_geom *g, const {wt} *wq, const {bt} *bq, const int32_t *m,
+static void qx_conv_{tag}(const qx_conv_geom *g, const {wt} *wq,{zparam} const {bt} *bq, const int32_t *m,
                          const uint8_t *s, const uint8_t *x, uint8_t *y)
 {
     int32_t o, oy, ox, c, ky, kx;
@@ -63,7 +63,7 @@ static void qx_conv_{tag}(const qx_conv_geom *g, const {wt} *wq, const {bt} *bq,
                             const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
                             if (ix < 0 || ix >= g->w)
                                 continue;
-                            acc += ({acc})((int32_t)xc[iy * g->w + ix] - g->zin) * ({acc})wc[ky * g->kw + kx];
+                            acc += ({acc})((int32_t)xc[iy * g->w + ix] - g->zin) * ({acc}){wexpr};
                         }
                     }
                 }
@@ -80,7 +80,7 @@ CONV_SIGN = r"""
    code 2 where (flip[o] ? acc <= tau[o] : acc >= tau[o]), else 0; then pooled over a window of
    conv positions (pw: kernel h, w, stride h, w, pooled h, w; a 1 x 1 window when unpooled, no
    padding): the max of the codes, the min where flip[o] (a max pool before a negative BN) */
-static void qx_conv_{tag}(const qx_conv_geom *g, const int32_t *pw, const {wt} *wq, const {tt} *tau,
+static void qx_conv_{tag}(const qx_conv_geom *g, const int32_t *pw, const {wt} *wq,{zparam} const {tt} *tau,
                          const uint8_t *flip, const uint8_t *x, uint8_t *y)
 {
     int32_t o, py, px, i, j, c, ky, kx;
@@ -107,7 +107,7 @@ static void qx_conv_{tag}(const qx_conv_geom *g, const int32_t *pw, const {wt} *
                                     const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
                                     if (ix < 0 || ix >= g->w)
                                         continue;
-                                    acc += ({acc})((int32_t)xc[iy * g->w + ix] - g->zin) * ({acc})wc[ky * g->kw + kx];
+                                    acc += ({acc})((int32_t)xc[iy * g->w + ix] - g->zin) * ({acc}){wexpr};
                                 }
                             }
                         }
@@ -250,6 +250,16 @@ static void qx_prelu(int32_t c, int32_t hw, const int32_t *p, uint8_t s_pos, con
         }
 }
 """,
+    "cat": r"""
+/* one input of a channel cat, requantized: y = clamp(zero_out + rshift((q - zero_in) m, s), 0, 255);
+   p: zero_in, zero_out, m */
+static void qx_requantize(int32_t n, const int32_t *p, uint8_t s, const uint8_t *x, uint8_t *y)
+{
+    int32_t i;
+    for (i = 0; i < n; i++)
+        y[i] = qx_clamp((int64_t)p[1] + qx_rshift((int64_t)((int32_t)x[i] - p[0]) * (int64_t)p[2], s), 0, 255);
+}
+""",
     "add": r"""
 static void qx_add(int32_t n, const int32_t *p, const uint8_t *s, const uint8_t *a, const uint8_t *b, uint8_t *y)
 {   /* p: zero_a, zero_b, zero_out, m_a, m_b */
@@ -262,21 +272,34 @@ static void qx_add(int32_t n, const int32_t *p, const uint8_t *s, const uint8_t 
 }
 
 
-def conv_tag(wt: str, bt: str, acc: str) -> str:
-    return f"{wt[:-2].replace('int', 'w')}_{bt[:-2].replace('int', 'b')}_{acc[:-2].replace('int', 'a')}"
+def _weights(template: str, wt: str, zoned: bool) -> str:
+    """Weights as stored: w - Z_w itself, or (zoned) uint8 codes and a per-output-channel zero
+    point zw[o] subtracted in the kernel: the product is the same integer, so bit-exactness holds
+    with padding too (folding Z_w into the bias would need the receptive field's sum of x - Z_x,
+    which padding changes at the borders)."""
+    return (template.replace("{zparam}", " const int32_t *zw," if zoned else "").replace("{wt}", wt)
+            .replace("{wexpr}", "((int32_t)wc[ky * g->kw + kx] - zw[o])" if zoned else "wc[ky * g->kw + kx]"))
 
 
-def conv_kernel(wt: str, bt: str, acc: str) -> str:
-    return (CONV.replace("{tag}", conv_tag(wt, bt, acc)).replace("{wt}", wt).replace("{bt}", bt)
+def _wtag(wt: str, zoned: bool) -> str:
+    return wt[:-2].replace("int", "w") + ("z" if zoned else "")
+
+
+def conv_tag(wt: str, bt: str, acc: str, zoned: bool = False) -> str:
+    return f"{_wtag(wt, zoned)}_{bt[:-2].replace('int', 'b')}_{acc[:-2].replace('int', 'a')}"
+
+
+def conv_kernel(wt: str, bt: str, acc: str, zoned: bool = False) -> str:
+    return (_weights(CONV, wt, zoned).replace("{tag}", conv_tag(wt, bt, acc, zoned)).replace("{bt}", bt)
             .replace("{acc}", acc))  # fmt: skip
 
 
-def sign_tag(wt: str, tt: str, acc: str) -> str:
-    return f"sign_{wt[:-2].replace('int', 'w')}_{tt[:-2].replace('int', 't')}_{acc[:-2].replace('int', 'a')}"
+def sign_tag(wt: str, tt: str, acc: str, zoned: bool = False) -> str:
+    return f"sign_{_wtag(wt, zoned)}_{tt[:-2].replace('int', 't')}_{acc[:-2].replace('int', 'a')}"
 
 
-def sign_kernel(wt: str, tt: str, acc: str) -> str:
-    return (CONV_SIGN.replace("{tag}", sign_tag(wt, tt, acc)).replace("{wt}", wt).replace("{tt}", tt)
+def sign_kernel(wt: str, tt: str, acc: str, zoned: bool = False) -> str:
+    return (_weights(CONV_SIGN, wt, zoned).replace("{tag}", sign_tag(wt, tt, acc, zoned)).replace("{tt}", tt)
             .replace("{acc}", acc))  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 PER_LINE = 16
+CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "int32_t": 4, "int64_t": 8}
 
 RANGES = (("int8_t", -(1 << 7), (1 << 7) - 1), ("int16_t", -(1 << 15), (1 << 15) - 1),
           ("int32_t", -(1 << 31), (1 << 31) - 1), ("int64_t", -(1 << 63), (1 << 63) - 1))  # fmt: skip
@@ -43,3 +44,20 @@ def c_array(ctype: str, ident: str, values, comment: str = "") -> str:
     lines = [", ".join(items[i:i + PER_LINE]) for i in range(0, len(items), PER_LINE)]
     head = f"/* {comment} */\n" if comment else ""
     return f"{head}static const {ctype} {ident}[{len(flat)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
+
+
+def weight_codes(w_minus_z: np.ndarray) -> tuple[str, np.ndarray, np.ndarray | None]:
+    """(C type, stored values, per-output-channel zero point or None) for a layer's w - Z_w.
+    Values that fit int8 (binary, ternary, narrow affine) are stored as they are; wider ones whose
+    every output channel spans at most 256 values (8-bit affine codes, negated channels included)
+    as uint8 codes q = (w - Z_w) + zw[o], zw[o] = -min over the channel (q is the plan's code when
+    the channel uses code 0): half the flash of int16 w - Z_w."""
+    w = np.asarray(w_minus_z, np.int64)
+    wt = narrowest(w)
+    if wt == "int8_t" or w.size == 0:
+        return wt, w, None
+    flat = w.reshape(w.shape[0], -1)
+    lo, hi = flat.min(axis=1), flat.max(axis=1)
+    if (hi - lo).max() > 255:
+        return wt, w, None
+    return "uint8_t", w - lo.reshape((-1,) + (1,) * (w.ndim - 1)), -lo

@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from ..errors import UsageError
 from ..model import LayerPlan, Model, PlanOptions, QuantPlan
 
-QUANT_OPTIONS = ("bits", "per_channel", "alpha", "fold_bn", "only", "layer_bits")
+QUANT_OPTIONS = ("bits", "per_channel", "alpha", "fold_bn", "only")
 
 
 def scheme_for_bits(bits: int) -> str:
@@ -67,6 +67,7 @@ def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
 
     if model.integer_codes:
         given = [name for name in QUANT_OPTIONS if getattr(opts, name) not in (None, ())]
+        given += ["layer_bits"] * bool(opts.layer_bits)
         if given:
             flags = ", ".join("--" + g.replace("_", "-") for g in given)
             raise UsageError(f"{model.source.name}: weights are already integer codes; {flags} would re-quantize them")

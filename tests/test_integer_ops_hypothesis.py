@@ -13,6 +13,7 @@ scale negating the channel's weights, b_q = round(b / (S_x S_w)), and the sigmoi
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from hypothesis import example, given, settings
@@ -21,7 +22,7 @@ from hypothesis.extra import numpy as hnp
 
 from qexport.graph.ir import Node
 from qexport.integer.ir import IntGraph, IntNode, QTensor
-from qexport.integer.lower import Lowering, tensor_for
+from qexport.integer.lower import Lowering
 from qexport.integer.run import run_integer
 from qexport.integer.weighted import SIGN, lower_weighted
 
@@ -394,3 +395,153 @@ def test_channel_shuffle_and_reshape(groups, per, x0):
 def test_table_lookup(x, table):
     node = IntNode("t", "table", ("input",), x.shape[1:], QTensor(0.1, 0), {}, {"table": table})
     assert one_node(node, x).tolist() == [[int(table[v]) for v in row] for row in _lists(x)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the lowering's decisions, from float parameters
+
+
+class StandIn(Lowering):
+    """The real handlers of qexport.integer.lower / weighted around hand-made parameters: a uint8
+    input tensor `x`, float `state`, plan layers `plans` with integer `codes`, calibrated `ranges`."""
+
+    def __init__(self, nodes, x: QTensor, state=None, plans=None, codes=None, ranges=None):
+        self.graph, self.state, self.plans = None, dict(state or {}), dict(plans or {})
+        self.qmodel = SimpleNamespace(tensor=lambda name: SimpleNamespace(data=codes[name]))
+        self.users = {n.name: [] for n in nodes} | {"input": []}
+        for n in nodes:
+            for i in n.inputs:
+                self.users[i].append(n)
+        self.mult_bits, self.cal = 16, SimpleNamespace(ranges=dict(ranges or {}))
+        self.where, self.tensors, self.nodes = {"input": "input"}, {"input": x}, []
+
+
+FINITE = dict(allow_nan=False, allow_infinity=False)
+SCALE = st.floats(1e-3, 1.0, **FINITE)
+REAL = st.floats(-2.0, 2.0, **FINITE)
+
+
+def _near_half(v: float) -> bool:
+    return abs(abs(v - math.floor(v)) - 0.5) < 1e-6  # the float64 sums here and in numpy may round apart
+
+
+@st.composite
+def bn_layer(draw, channels: int):
+    """BN parameters per channel: gamma of both signs (and 0), beta, running mean and var."""
+    gamma = draw(st.lists(st.one_of(st.just(0.0), REAL.filter(lambda g: abs(g) > 1e-3)), min_size=channels,
+                          max_size=channels))  # fmt: skip
+    return {"weight": gamma, "bias": draw(st.lists(REAL, min_size=channels, max_size=channels)),
+            "running_mean": draw(st.lists(REAL, min_size=channels, max_size=channels)),
+            "running_var": draw(st.lists(st.floats(1e-3, 4.0, **FINITE), min_size=channels, max_size=channels))}
+
+
+def _linear_with_bn(draw, sign: bool):
+    o, f = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    x = QTensor(draw(SCALE), draw(ZERO))
+    s_w = draw(st.lists(SCALE, min_size=o, max_size=o))
+    zw = draw(st.integers(-3, 3))
+    codes = draw(hnp.arrays(np.int64, (o, f), elements=st.integers(-128, 127)))
+    bias = draw(st.lists(REAL, min_size=o, max_size=o))
+    bn = draw(bn_layer(o))
+    nodes = [Node("l", "linear", ("input",), (o,), {}, {"weight": "l.w", "bias": "l.b"}),
+             Node("bn", "batch_norm", ("l",), (o,), {"eps": 1e-5}, {k: f"bn.{k}" for k in bn})]
+    if sign:
+        nodes.append(Node("s", "sign", ("bn",), (o,), {}, {}))
+    q = SimpleNamespace(name="l", weight="l.w", scheme="affine", params={"scale": np.array(s_w), "zero_point": zw})
+    state = {"l.b": np.array(bias)} | {f"bn.{k}": np.array(v, np.float64) for k, v in bn.items()}
+    lo = draw(st.floats(-5.0, 0.0, **FINITE))
+    lw = StandIn(nodes, x, state, {"l.w": q}, {"l.w": codes}, {"bn": (lo, lo + draw(st.floats(0.5, 10.0, **FINITE)))})
+    lower_weighted(lw, nodes[0])
+    return lw, x, s_w, zw, codes, bias, bn
+
+
+def _bn_value(acc: int, k: int, x, s_w, bias, bn) -> float:
+    """BN(S_x S_w acc + b) of channel k, in float64 from the float parameters."""
+    g, b, mu, var = (bn[key][k] for key in ("weight", "bias", "running_mean", "running_var"))
+    return g * (x.scale * s_w[k] * acc + bias[k] - mu) / math.sqrt(var + 1e-5) + b
+
+
+@FEW
+@given(st.data())
+def test_lowered_bn_sign_thresholds_follow_the_float_bn(data):
+    """+1 where BN >= 0: the lowered (tau, flip) agree with the float BN's sign at tau - 1, tau,
+    tau + 1 (where those are accumulators a layer can reach) and at the extremes; negative gamma flips."""
+    lw, x, s_w, _, _, bias, bn = _linear_with_bn(data.draw, sign=True)
+    node = lw.nodes[0]
+    assert node.attrs["mode"] == "sign" and node.out == SIGN
+    for k in range(len(s_w)):
+        tau, flip = int(node.arrays["tau"][k]), bool(node.arrays["flip"][k])
+        for acc in {tau - 1, tau, tau + 1, -(1 << 20), 1 << 20}:
+            v = _bn_value(acc, k, x, s_w, bias, bn)
+            if abs(v) > 1e-9 * (1 + abs(acc)):  # not a float tie
+                assert sign_code(acc, tau, flip) == (2 if v >= 0 else 0), (k, acc, v, tau, flip)
+
+
+@FEW
+@given(st.data())
+def test_lowered_requantize_negates_negative_scales_and_rounds_b_q(data):
+    """BN absorbed: scale' = S_x S_w g / sqrt(var + eps), b' = (b - mu) g / sqrt(var + eps) + beta;
+    a channel with scale' < 0 has its weights negated; b_q = round(b' / |scale'|);
+    m / 2^s ~ |scale'| / S_y within 1 % with m < 2^16."""
+    lw, x, s_w, zw, codes, bias, bn = _linear_with_bn(data.draw, sign=False)
+    node = lw.nodes[0]
+    out = node.out
+    for k in range(len(s_w)):
+        g, b, mu, var = (bn[key][k] for key in ("weight", "bias", "running_mean", "running_var"))
+        kbn = g / math.sqrt(var + 1e-5)
+        scale, b2 = x.scale * s_w[k] * kbn, (bias[k] - mu) * kbn + b
+        w = [int(c) - zw for c in codes[k]]
+        assert node.arrays["w_minus_z"][k].tolist() == ([-v for v in w] if scale < 0 else w)
+        if scale != 0:
+            want = b2 / abs(scale)
+            if not _near_half(want):
+                assert int(node.arrays["b_q"][k]) == round(want)
+            m, s = int(node.arrays["m"][k]), int(node.arrays["s"][k])
+            assert 0 < m <= M_MAX and abs(m / 2**s - abs(scale) / out.scale) <= 0.01 * abs(scale) / out.scale
+    lo, hi = min(lw.cal.ranges["bn"][0], 0.0), max(lw.cal.ranges["bn"][1], 0.0)  # covers [lo, hi] and 0
+    assert out.scale == (hi - lo) / 255 and out.zero_point == min(max(round(-lo / out.scale), 0), 255)
+
+
+@FEW
+@given(st.sampled_from(["sigmoid", "tanh"]), SCALE, ZERO, st.floats(-3.0, 0.0, **FINITE), st.floats(0.1, 3.0, **FINITE))
+def test_lowered_sigmoid_tanh_tables(op, s_x, z_x, lo, span):
+    """table[q] = clamp(Z_y + round(f(S_x (q - Z_x)) / S_y), 0, 255), f in float64 (math)."""
+    node = Node("t", op, ("input",), (4,), {}, {})
+    lw = StandIn([node], QTensor(s_x, z_x), ranges={"t": (lo, lo + span)})
+    getattr(lw, "op_" + op)(node)
+    got = lw.nodes[0]
+    f = (lambda v: 1.0 / (1.0 + math.exp(-v))) if op == "sigmoid" else math.tanh
+    lo2, hi2 = min(lo, 0.0), max(lo + span, 0.0)
+    s_y = (hi2 - lo2) / 255
+    z_y = min(max(round(-lo2 / s_y), 0), 255)
+    assert got.op == "table" and got.out.zero_point == z_y
+    for q in range(256):
+        v = f(s_x * (q - z_x)) / s_y
+        if not _near_half(v):
+            assert int(got.arrays["table"][q]) == clamp(z_y + round(v), 0, 255), q
+
+
+@FEW
+@given(SCALE, ZERO, st.data())
+def test_lowered_thresholds_on_codes_and_sign_of_codes(s_x, z_x, data):
+    """BN + sign of a uint8 tensor: code 2 exactly where BN(S_x (q - Z_x)) >= 0 over all 256 codes;
+    a sign of codes: 2 above Z_x, 1 at Z_x, 0 below."""
+    c = data.draw(st.integers(1, 3))
+    bn = data.draw(bn_layer(c))
+    nodes = [Node("bn", "batch_norm", ("input",), (c, 1, 1), {"eps": 1e-5}, {k: f"bn.{k}" for k in bn}),
+             Node("s", "sign", ("bn",), (c, 1, 1), {}, {})]
+    lw = StandIn(nodes, QTensor(s_x, z_x), {f"bn.{k}": np.array(v, np.float64) for k, v in bn.items()})
+    lw.op_batch_norm(nodes[0])
+    node = lw.nodes[0]
+    assert node.op == "threshold" and node.out == SIGN
+    for k in range(c):
+        g, b, mu, var = (bn[key][k] for key in ("weight", "bias", "running_mean", "running_var"))
+        tau, flip = int(node.arrays["tau"][k]), bool(node.arrays["flip"][k])
+        for q in range(256):
+            v = g * (s_x * (q - z_x) - mu) / math.sqrt(var + 1e-5) + b
+            if abs(v) > 1e-9:
+                assert sign_code(q, tau, flip) == (2 if v >= 0 else 0), (k, q, v)
+    sign = Node("s", "sign", ("input",), (c, 1, 1), {}, {})
+    lw = StandIn([sign], QTensor(s_x, z_x))
+    lw.op_sign(sign)
+    assert lw.nodes[0].arrays["table"].tolist() == [2 if q > z_x else 1 if q == z_x else 0 for q in range(256)]

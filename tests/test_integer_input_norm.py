@@ -196,3 +196,31 @@ def test_cli_note_count_error_and_refusal(rgb, tmp_path):
         assert errors[0].startswith("Error: node max_pool2d (max_pool2d) reads the input directly") and \
             norm[0] in errors[0]  # fmt: skip
         assert not target.exists() and not (tmp_path / "out").joinpath("pool_inference.c").exists()
+
+
+def test_c_source_per_channel_zero_in_sign_mode_and_linear(tmp_path):
+    """The _zc kernels the nets above do not reach: a pooled BN + sign conv and a linear reading
+    per-channel (per-feature) input zero points, bit for bit with run_integer (gcc)."""
+    from test_csource import _host_run, assert_bit_exact
+
+    from qexport.integer.ir import IntGraph, IntNode, QTensor
+    from qexport.integer.weighted import SIGN
+
+    rng = np.random.default_rng(3)
+    zc = (0, 255, 114)
+    conv = IntNode("s", "conv2d", ("input",), (4, 3, 3), SIGN,
+                   {"zero_in": zc, "acc_bits": 32, "mode": "sign", "stride": (1, 1), "padding": (1, 1),
+                    "dilation": (1, 1), "groups": 1, "pool_kernel": (2, 2), "pool_stride": (2, 2)},
+                   {"w_minus_z": rng.integers(-1, 2, (4, 3, 3, 3)).astype(np.int32),
+                    "tau": np.array([-50, 0, 30, 400], np.int64), "flip": np.array([0, 1, 0, 1], np.uint8)})  # fmt: skip
+    features = (7, 200, 0, 255, 31)
+    lin = IntNode("l", "linear", ("input",), (3,), QTensor(0.05, 9),
+                  {"zero_in": features, "acc_bits": 32, "mode": "requantize", "zero_out": 9, "lo": 0, "hi": 255},
+                  {"w_minus_z": rng.integers(-255, 256, (3, 5)).astype(np.int32), "b_q": np.array([5, -7, 0]),
+                   "m": np.array([1 << 15, 3, (1 << 16) - 1]), "s": np.array([20, 1, 23])})  # fmt: skip
+    for k, (node, shape, z) in enumerate(((conv, (3, 6, 6), zc), (lin, (5,), features))):
+        ig = IntGraph((node,), shape, QTensor(1 / 255, z), node.name)
+        pixels = _images(11, 4).reshape(4, -1)[:, :int(np.prod(shape))].reshape((4, *shape))
+        folder = tmp_path / str(k)
+        folder.mkdir()
+        assert_bit_exact(ig, pixels, _host_run(ig, "zc", pixels, folder, "gcc"))

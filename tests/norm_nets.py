@@ -4,6 +4,7 @@
     RGBNet      conv 3x3 pad 1 -> ReLU -> conv 3x3 stride 2 pad 1 -> ReLU -> global average -> linear
     GroupedRGB  a grouped first conv (groups 3, 2 filters per channel, pad 2) read by the input
     PoolFirst   a max pool reading the input (refused with per-channel mean/std)
+    MLP         linear layers on a (3,) input (refused: no channels to fold)
 """
 
 import torch
@@ -48,3 +49,15 @@ class PoolFirst(nn.Module):
 
     def forward(self, x):
         return self.fc(torch.flatten(self.c1(nn.functional.max_pool2d(x, 2)), 1))
+
+
+class MLP(nn.Module):
+    input_shape = (3,)  # one "channel" per feature
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(3, 5)
+        self.fc2 = nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.fc2(torch.relu(self.fc1(x)))

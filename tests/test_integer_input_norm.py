@@ -26,6 +26,7 @@ import torch
 from click.testing import CliRunner
 
 from qexport.cli import cli
+from qexport.errors import PlanError
 from qexport.integer.calibrate import calibrate
 from qexport.integer.fold_input import fold_input_std
 from qexport.integer.lower import lower
@@ -224,3 +225,13 @@ def test_c_source_per_channel_zero_in_sign_mode_and_linear(tmp_path):
         folder = tmp_path / str(k)
         folder.mkdir()
         assert_bit_exact(ig, pixels, _host_run(ig, "zc", pixels, folder, "gcc"))
+
+
+def test_a_linear_reading_the_input_is_refused(tmp_path_factory):
+    """The integer graph takes images; a linear reading a (features,) input has no channels to fold."""
+    torch.manual_seed(2)
+    path = tmp_path_factory.mktemp("mlp") / "mlp.pth"
+    torch.save(norm_nets.MLP().state_dict(), path)
+    model = load_model(path, needs_graph=True, command="csource", model_def=f"{NETS}:MLP")
+    with pytest.raises(PlanError, match=r"^node fc1 \(linear\) reads the input directly, so the per-channel --std"):
+        fold_input_std(quantize(model, plan_options_from(bits=8, only=("*",))), STD)

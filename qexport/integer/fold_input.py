@@ -3,7 +3,7 @@ inference"), so that firmware still feeds raw pixels.
 
 The float input is x_c = (p / 255 - mean_c) / std_c.  With one std for every channel the input
 tensor is S = 1 / (255 std), Z = round(255 mean) as before.  With stds that differ, every
-conv/linear reading the input gets its float weights times 1 / std_c per input channel, and the
+conv reading the input gets its float weights times 1 / std_c per input channel, and the
 plan quantizes those folded weights; the input is then x'_c = p / 255 - mean_c (std 1): one scale
 1/255 and a zero point Z_c per channel (qexport.integer.lower).
 
@@ -20,16 +20,19 @@ from ..errors import PlanError
 from ..graph.stage import model_graph
 from ..model import QuantizedModel, frozen_map
 
-WEIGHTED = ("conv2d", "linear", "binary_conv2d", "binary_linear")
-
-
 def per_channel(values) -> bool:
     return np.unique(np.asarray(values, np.float64)).size > 1
 
 
+def reads_channels(node, input_shape) -> bool:
+    """True for a conv reading the C x H x W input: its weights see each input channel apart (the
+    integer graph takes images only, so a linear never reads the input's channels)."""
+    return node.op in ("conv2d", "binary_conv2d") and len(input_shape) == 3
+
+
 def refuse_reader(node, what: str):
     raise PlanError(f"node {node.name} ({node.op}) reads the input directly, so the per-channel {what} cannot be "
-                    f"folded into it; give one value for every channel, or a conv/linear as the first layer")
+                    f"folded into it; give one value for every channel, or a conv as the first layer")
 
 
 def input_channel_of_weight(shape: tuple[int, ...], groups: int) -> np.ndarray:
@@ -56,14 +59,11 @@ def fold_input_std(qmodel: QuantizedModel, std) -> tuple[QuantizedModel, tuple[f
     for node in graph.nodes:
         if "input" not in node.inputs:
             continue
-        if node.op not in WEIGHTED or len(graph.input_shape) not in (1, 3):
+        if not reads_channels(node, graph.input_shape):
             refuse_reader(node, "--std")
         name = node.params["weight"]
         w = np.asarray(tensors[name])
-        if w.ndim == 2:  # linear on a (features,) input: one "channel" per feature
-            factor = inv[None, :]
-        else:
-            factor = inv[input_channel_of_weight(w.shape, int(node.attrs["groups"]))]
+        factor = inv[input_channel_of_weight(w.shape, int(node.attrs["groups"]))]
         tensors[name] = (w.astype(np.float64) * factor).astype(w.dtype)
     from ..quantize.pipeline import quantize_model
 

@@ -7,7 +7,7 @@ Arithmetic contract (default profile), every op on integer arrays only:
 * A tensor between nodes is uint8 codes q with a real value S * (q - Z) (scale S > 0, zero
   point Z in 0..255).  The network's input is the raw pixel p (0..255): with the model's
   normalisation (p / 255 - mean) / std, S = 1 / (255 std) and Z = round(255 mean).  Where the
-  stds differ across channels they are folded into the conv/linear layers reading the input
+  stds differ across channels they are folded into the convs reading the input
   (their float weights times 1 / std_c per input channel before quantizing), so S = 1 / 255; where
   the means differ, Z is one zero point per channel Z_c = round(255 mean_c) (padding holds Z_c).
 * rshift(v, s) = (v + 2^(s-1)) >> s on int64 (arithmetic shift: rounds half up, toward +inf);

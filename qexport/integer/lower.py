@@ -16,7 +16,7 @@ from ..graph.ir import Node
 from ..model import QuantizedModel
 from ..quantize.intscale import integer_scale
 from .calibrate import Calibration
-from .fold_input import WEIGHTED, per_channel, refuse_reader
+from .fold_input import per_channel, reads_channels, refuse_reader
 from .ir import IntGraph, IntNode, QTensor
 from .network import planned_network
 from .weighted import SIGN, binarized_next, lower_bn_sign, lower_cat, lower_prelu, lower_weighted
@@ -98,7 +98,7 @@ class Lowering:
         self.tensors["input"], notes = input_tensor(self.cal.mean, self.cal.std)
         if not isinstance(self.tensors["input"].zero_point, int):
             for reader in self.users["input"]:
-                if reader.op not in WEIGHTED:
+                if not reads_channels(reader, self.graph.input_shape):
                     refuse_reader(reader, "--mean")
         skipped = set()
         for node in self.graph.nodes:

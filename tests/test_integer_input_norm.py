@@ -213,7 +213,8 @@ def test_c_source_per_channel_zero_in_sign_mode_and_linear(tmp_path):
                    {"zero_in": zc, "acc_bits": 32, "mode": "sign", "stride": (1, 1), "padding": (1, 1),
                     "dilation": (1, 1), "groups": 1, "pool_kernel": (2, 2), "pool_stride": (2, 2)},
                    {"w_minus_z": rng.integers(-1, 2, (4, 3, 3, 3)).astype(np.int32),
-                    "tau": np.array([-50, 0, 30, 400], np.int64), "flip": np.array([0, 1, 0, 1], np.uint8)})  # fmt: skip
+                    "tau": np.array([-50, 0, 30, 400], np.int64),
+                    "flip": np.array([0, 1, 0, 1], np.uint8)})  # fmt: skip
     features = (7, 200, 0, 255, 31)
     lin = IntNode("l", "linear", ("input",), (3,), QTensor(0.05, 9),
                   {"zero_in": features, "acc_bits": 32, "mode": "requantize", "zero_out": 9, "lo": 0, "hi": 255},

@@ -152,7 +152,8 @@ def weighted_case(draw, mode: str):
     if mode == "requantize":
         zout = draw(ZERO)
         act = draw(st.sampled_from(["none", "relu", "relu6"]))
-        lo, hi = (0, 255) if act == "none" else (zout, 255 if act == "relu" else min(255, zout + draw(st.integers(0, 300))))
+        six = draw(st.integers(0, 300))  # round(6 / S_y) of a ReLU6
+        lo, hi = (0, 255) if act == "none" else (zout, 255 if act == "relu" else min(255, zout + six))
         attrs.update(zero_out=zout, lo=lo, hi=hi)
         bq = st.one_of(st.sampled_from([0, -(1 << 31), (1 << 31) - 1]), st.integers(-(1 << 20), 1 << 20))
         arrays.update(b_q=np.array(draw(st.lists(bq, min_size=o, max_size=o)), np.int64),

@@ -10,8 +10,8 @@ import numpy as np
 from ..errors import UsageError
 from ..integer.ir import IntGraph, IntNode
 from .arena import Arena, check_arena, plan_arena
-from .kernels import (CLAMP, GEOMETRY, OPS, RSHIFT, conv_kernel, conv_tag, sign_kernel, sign_tag, threshold_kernel,
-                      threshold_tag)
+from .kernels import (CLAMP, GEOMETRY, OPS, RSHIFT, channel_zero, conv_kernel, conv_tag, sign_kernel, sign_tag,
+                      threshold_kernel, threshold_tag)
 from .params import CTYPE_BYTES, c_array, narrowest, weight_codes
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -98,23 +98,30 @@ class Emitter:
             if "pool_kernel" in a and n.op == "linear":
                 raise UsageError(f"node {n.name} (linear): a pooled linear has no meaning")
             tt = narrowest(r["tau"], "int32_t")
-            tag = sign_tag(wt, tt, acc, zoned)
-            self.kernels.setdefault("conv_" + tag, sign_kernel(wt, tt, acc, zoned))
+            tag, zin = self.zero_in(n, p, sign_tag(wt, tt, acc, zoned), sign_kernel(wt, tt, acc, zoned))
             t = self.array(p + "_t", tt, r["tau"], "tau")
             f = self.array(p + "_f", "uint8_t", np.asarray(r["flip"]).astype(bool).astype(np.uint8), "flip")
             pw = self.array(p + "_p", "int32_t", pool, "pool kernel h, w, stride h, w, pooled h, w")
-            geom += [a["zero_in"], 0, 0, 0]
+            geom += [0 if zin else a["zero_in"], 0, 0, 0]
             self.geometry("qx_conv_geom", f"{p}_g", geom)
-            return f"qx_conv_{tag}(&{p}_g, {pw}, {w}, {t}, {f}, {{x}}, {{y}})"
+            return f"qx_conv_{tag}(&{p}_g, {zin}{pw}, {w}, {t}, {f}, {{x}}, {{y}})"
         bt = narrowest(r["b_q"], "int32_t")
-        tag = conv_tag(wt, bt, acc, zoned)
-        self.kernels.setdefault("conv_" + tag, conv_kernel(wt, bt, acc, zoned))
+        tag, zin = self.zero_in(n, p, conv_tag(wt, bt, acc, zoned), conv_kernel(wt, bt, acc, zoned))
         b = self.array(p + "_b", bt, r["b_q"], "b_q")
         m = self.array(p + "_m", "int32_t", r["m"], "m")
         s = self.array(p + "_s", "uint8_t", r["s"], "s")
-        geom += [a["zero_in"], a["zero_out"], a["lo"], a["hi"]]
+        geom += [0 if zin else a["zero_in"], a["zero_out"], a["lo"], a["hi"]]
         self.geometry("qx_conv_geom", f"{p}_g", geom)
-        return f"qx_conv_{tag}(&{p}_g, {w}, {b}, {m}, {s}, {{x}}, {{y}})"
+        return f"qx_conv_{tag}(&{p}_g, {zin}{w}, {b}, {m}, {s}, {{x}}, {{y}})"
+
+    def zero_in(self, n: IntNode, p: str, tag: str, kernel: str) -> tuple[str, str]:
+        """(kernel tag, extra argument): the input's per-channel zero points (a tuple zero_in, the
+        network's input with per-channel --mean) as a static const array for the _zc kernel."""
+        if np.ndim(n.attrs["zero_in"]) == 0:
+            self.kernels.setdefault("conv_" + tag, kernel)
+            return tag, ""
+        self.kernels.setdefault("conv_" + tag + "_zc", channel_zero(kernel))
+        return tag + "_zc", self.array(p + "_zi", "int32_t", n.attrs["zero_in"], "input zero point per channel") + ", "
 
     def threshold(self, k: int, n: IntNode, p: str) -> str:
         r = n.arrays

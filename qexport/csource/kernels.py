@@ -309,3 +309,12 @@ def threshold_tag(tt: str) -> str:
 
 def threshold_kernel(tt: str) -> str:
     return THRESHOLD.replace("{tag}", threshold_tag(tt)).replace("{tt}", tt)
+
+
+def channel_zero(kernel: str) -> str:
+    """A conv kernel reading a per-channel input zero point zin[c] (the network's input with
+    per-channel --mean) instead of the geometry's one zin: name suffix _zc, zin after g."""
+    geom = "(const qx_conv_geom *g, "
+    head = kernel.index(geom)
+    return (kernel[:head] + "_zc" + geom + "const int32_t *zin, "
+            + kernel[head + len(geom):].replace("g->zin", "zin[c0 + c]"))  # fmt: skip

@@ -94,9 +94,12 @@ def _progress(total: int):
 def calibrated_graph(qmodel: QuantizedModel, calibration_data, calibration_samples: int = 256,
                      percentile: float | None = None, mean: str | None = None, std: str | None = None):
     """(IntGraph, Calibration, mean, std) from the CLI's calibration options: load the images, parse
-    the normalisation, calibrate, lower."""
+    the normalisation, fold a per-channel std into the input's readers, calibrate, lower (its notes
+    on stderr)."""
     from ..data import load_data, parse_normalisation
+    from ..export import print_notes
     from ..graph.stage import network_input_shape
+    from .fold_input import fold_input_std
     from .lower import lower
 
     if not calibration_data:
@@ -104,5 +107,8 @@ def calibrated_graph(qmodel: QuantizedModel, calibration_data, calibration_sampl
     shape = network_input_shape(qmodel.model)
     m, s = parse_normalisation(mean, std, shape[0])
     images = load_data(calibration_data, channels=shape[0], size=tuple(shape[1:]), limit=calibration_samples).images
-    cal = calibrate(qmodel, images, m, s, percentile=percentile)
-    return lower(qmodel, cal), cal, m, s
+    qmodel, folded_std = fold_input_std(qmodel, s)  # a per-channel std goes into the input's readers
+    cal = calibrate(qmodel, images, m, folded_std, percentile=percentile)
+    igraph = lower(qmodel, cal)
+    print_notes(igraph.notes)
+    return igraph, cal, m, s

@@ -22,6 +22,7 @@ def evaluate(model_path=None, data=None, calibration_data=None, calibration_samp
     from ..prepare import prepare
     from ..quantize.plan import seed_unless_asked
     from .calibrate import calibrated_graph, normalised
+    from .fold_input import fold_input_std
     from .network import planned_network
     from .run import run_integer
 
@@ -45,8 +46,9 @@ def evaluate(model_path=None, data=None, calibration_data=None, calibration_samp
         igraph, cal, m, s = calibrated_graph(qmodel, calibration_data or data, calibration_samples, percentile, mean, std)
     float_logits = run_graph(graph, {k: np.asarray(v) for k, v in qmodel.model.tensors.items()},
                              normalised(x, m, s))[graph.output]  # fmt: skip
-    pgraph, state = planned_network(qmodel)
-    planned = run_graph(pgraph, state, normalised(x, m, s))
+    folded, folded_std = fold_input_std(qmodel, s)  # the plan the integer graph was lowered from
+    pgraph, state = planned_network(folded)
+    planned = run_graph(pgraph, state, normalised(x, m, folded_std))
     planned_logits = planned[pgraph.output]
     if arithmetic != "tflite":
         all_codes = run_integer(igraph, x)

@@ -6,7 +6,10 @@ Arithmetic contract (default profile), every op on integer arrays only:
 
 * A tensor between nodes is uint8 codes q with a real value S * (q - Z) (scale S > 0, zero
   point Z in 0..255).  The network's input is the raw pixel p (0..255): with the model's
-  normalisation (p / 255 - mean) / std, S = 1 / (255 std) and Z = round(255 mean).
+  normalisation (p / 255 - mean) / std, S = 1 / (255 std) and Z = round(255 mean).  Where the
+  stds differ across channels they are folded into the convs reading the input
+  (their float weights times 1 / std_c per input channel before quantizing), so S = 1 / 255; where
+  the means differ, Z is one zero point per channel Z_c = round(255 mean_c) (padding holds Z_c).
 * rshift(v, s) = (v + 2^(s-1)) >> s on int64 (arithmetic shift: rounds half up, toward +inf);
   rshift(v, 0) = v.
 * conv / linear: acc = sum (x - Z_x)(w - Z_w) + b_q over the receptive field (padding holds Z_x,
@@ -46,10 +49,12 @@ class QTensor:
     """uint8 affine codes: real value = scale * (q - zero_point)."""
 
     scale: float
-    zero_point: int
+    zero_point: int | tuple[int, ...]  # a tuple: one per channel (axis 1), the network's input only
 
     def real(self, q: np.ndarray) -> np.ndarray:
-        return self.scale * (np.asarray(q, np.float64) - self.zero_point)
+        q = np.asarray(q, np.float64)
+        z = np.asarray(self.zero_point, np.float64)
+        return self.scale * (q - (z.reshape((1, -1) + (1,) * (q.ndim - 2)) if z.ndim else z))
 
 
 def _frozen(d=None):

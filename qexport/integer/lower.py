@@ -16,6 +16,7 @@ from ..graph.ir import Node
 from ..model import QuantizedModel
 from ..quantize.intscale import integer_scale
 from .calibrate import Calibration
+from .fold_input import per_channel, reads_channels, refuse_reader
 from .ir import IntGraph, IntNode, QTensor
 from .network import planned_network
 from .weighted import SIGN, binarized_next, lower_bn_sign, lower_cat, lower_prelu, lower_weighted
@@ -39,12 +40,33 @@ def _scale_pair(ratio, mult_bits: int, where: str):
     return m.astype(np.int64), s.astype(np.int64)
 
 
+def input_tensor(mean, std) -> tuple[QTensor, tuple[str, ...]]:
+    """The raw pixel as a tensor: S = 1 / (255 std) (one std: a per-channel one is folded into the
+    readers first, qexport.integer.fold_input), Z = round(255 mean), one per channel where the
+    means differ; and a note for each channel whose 255 mean is not a whole code."""
+    std, mean = np.asarray(std, np.float64), np.asarray(mean, np.float64)
+    if per_channel(std):
+        raise PlanError("fold a per-channel --std into the input's readers first (qexport.integer.fold_input)")
+    exact = 255.0 * mean
+    zero = np.round(exact).astype(np.int64)
+    shifted = np.flatnonzero(zero != exact)
+    notes = ()
+    if shifted.size:
+        several = per_channel(mean)
+        where = " channel " + ", ".join(str(int(c)) for c in shifted) if several else ""
+        values = ", ".join(f"{exact[c]:g}" for c in (shifted if several else shifted[:1]))
+        notes = (f"input{where}: 255 x mean ({values}) is not a whole code, so Z = round(255 x mean) shifts the "
+                 f"input by up to half a code (README \"Integer inference\")",)  # fmt: skip
+    z = int(zero[0]) if not per_channel(mean) else tuple(int(v) for v in zero)
+    return QTensor(1.0 / (255.0 * float(std.ravel()[0])), z), notes
+
+
 class Lowering:
     def __init__(self, qmodel: QuantizedModel, cal: Calibration):
         self.qmodel, self.cal = qmodel, cal
         self.graph, self.state = planned_network(qmodel)
         self.plans = {q.weight: q for q in qmodel.layers if q.weight}
-        self.users: dict[str, list[Node]] = {n.name: [] for n in self.graph.nodes}
+        self.users: dict[str, list[Node]] = {n.name: [] for n in self.graph.nodes} | {"input": []}
         for n in self.graph.nodes:
             for i in n.inputs:
                 if i in self.users:
@@ -72,12 +94,12 @@ class Lowering:
         raise PlanError(f"node {node.name} ({node.op}): {why} (README \"Integer inference\")")
 
     def run(self) -> IntGraph:
-        std = np.unique(np.asarray(self.cal.std, np.float64))
-        mean = np.unique(np.asarray(self.cal.mean, np.float64))
-        if std.size != 1 or mean.size != 1:
-            raise PlanError("the integer graph takes one --mean and one --std for every input channel so far")
         self.where["input"] = "input"
-        self.tensors["input"] = QTensor(1.0 / (255.0 * float(std[0])), int(round(255.0 * float(mean[0]))))
+        self.tensors["input"], notes = input_tensor(self.cal.mean, self.cal.std)
+        if not isinstance(self.tensors["input"].zero_point, int):
+            for reader in self.users["input"]:
+                if not reads_channels(reader, self.graph.input_shape):
+                    refuse_reader(reader, "--mean")
         skipped = set()
         for node in self.graph.nodes:
             if node.name in skipped:
@@ -87,9 +109,8 @@ class Lowering:
                 self.refuse(node, "not in the integer graph yet")
             fused = handler(node)
             skipped |= set(fused or ())
-        notes = []
         out = self.where[self.graph.output]
-        return IntGraph(tuple(self.nodes), tuple(self.graph.input_shape), self.tensors["input"], out, tuple(notes))
+        return IntGraph(tuple(self.nodes), tuple(self.graph.input_shape), self.tensors["input"], out, notes)
 
     # ---- handlers: each emits one IntNode (and names the float nodes it also computes)
 

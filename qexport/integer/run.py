@@ -27,7 +27,7 @@ def _col(a: np.ndarray, ndim: int) -> np.ndarray:
 
 def _accumulate(node: IntNode, x: np.ndarray) -> np.ndarray:
     a, w = node.attrs, np.asarray(node.arrays["w_minus_z"], np.int64)
-    xz = x.astype(np.int64) - a["zero_in"]  # padding then holds 0 = Z_x - Z_x
+    xz = x.astype(np.int64) - _col(np.asarray(a["zero_in"], np.int64), x.ndim)  # padding: 0 = Z_x - Z_x
     if node.op == "linear":
         acc = xz @ w.T
     else:

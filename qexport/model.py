@@ -118,6 +118,7 @@ class PlanOptions:
     max_scale_error: float = 0.01
     zero_point: str = "round"  # or "truncate" (seed 002's original code)
     scale_shift: Mapping[str, tuple[int, int]] = field(default_factory=frozen_map)
+    layer_bits: Mapping[str, int] = field(default_factory=frozen_map)  # GLOB -> bits, README "Plans"
     plan: str | None = None  # "seed": the architecture's own plan; None (and no bits): as trained
 
 

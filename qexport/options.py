@@ -22,6 +22,21 @@ def _parse_scale_shift(ctx, param, values):
     return out
 
 
+LAYER_BITS_RE = re.compile(r"^(?P<glob>[^=]+)=(?P<bits>\d+)$")
+
+
+def _parse_layer_bits(ctx, param, values):
+    out = {}
+    for value in values:
+        match = LAYER_BITS_RE.match(value.strip())
+        if not match or not 1 <= int(match["bits"]) <= 16:
+            raise click.BadParameter(f"{value!r}: expected GLOB=N with N in 1..16 (e.g. conv1=8)", ctx, param)
+        if out.get(match["glob"], int(match["bits"])) != int(match["bits"]):
+            raise click.BadParameter(f"{match['glob']!r} is given two different bit widths", ctx, param)
+        out[match["glob"]] = int(match["bits"])
+    return out
+
+
 MODEL_DEF_WARNING = ("qexport: --model-def runs code from {file} (your own module); the checkpoint itself is read "
                      "with weights_only=True and runs nothing")  # fmt: skip
 
@@ -51,6 +66,9 @@ PLAN_OPTIONS = (
                  help="Affine: fold BatchNorm into the conv before. Binary: BN+sign become integer thresholds."),
     click.option("--only", multiple=True, metavar="GLOB", help="Quantize only layers matching GLOB (repeatable)."),
     click.option("--keep-float", multiple=True, metavar="GLOB", help="Keep layers matching GLOB float (repeatable)."),
+    click.option("--layer-bits", "layer_bits", multiple=True, metavar="GLOB=N", callback=_parse_layer_bits,
+                 help="Quantize layers matching GLOB with N bits (1, 2, 3..16), whatever --bits/--plan give the "
+                      "others; a mixed plan, e.g. --plan seed --layer-bits conv1=8 (repeatable)."),
     click.option("--mult-bits", type=click.IntRange(1, 31), default=16, show_default=True,
                  help="Width M of integer multipliers m in scale ~= m >> s (1 <= m < 2^M)."),
     click.option("--input-gain", type=click.IntRange(1, 1 << 24), default=256, show_default=True,
@@ -79,8 +97,8 @@ PLAN_OPTIONS = (
 
 # The options PLAN_OPTIONS defines, by what they shape: the plan (PlanOptions), the encoding
 # (qexport.encode.options.EncodeOptions), and how the command runs.
-PLAN_OPTION_NAMES = ("bits", "plan", "per_channel", "alpha", "fold_bn", "only", "keep_float", "mult_bits",
-                     "input_gain", "max_scale_error", "zero_point", "scale_shift")  # fmt: skip
+PLAN_OPTION_NAMES = ("bits", "plan", "per_channel", "alpha", "fold_bn", "only", "keep_float", "layer_bits",
+                     "mult_bits", "input_gain", "max_scale_error", "zero_point", "scale_shift")  # fmt: skip
 ENCODE_OPTION_NAMES = ("pack", "word_bits", "layout", "ternary_pack")
 RUN_OPTION_NAMES = ("arch", "report", "verbose", "model_def")
 SHARED_OPTION_NAMES = PLAN_OPTION_NAMES + ENCODE_OPTION_NAMES + RUN_OPTION_NAMES

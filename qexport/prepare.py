@@ -47,8 +47,9 @@ def plan_options_from(**kw) -> PlanOptions:
     for key in ("only", "keep_float"):
         if key in values:
             values[key] = tuple(values[key])
-    if "scale_shift" in values:
-        values["scale_shift"] = frozen_map(values["scale_shift"])
+    for key in ("scale_shift", "layer_bits"):
+        if key in values:
+            values[key] = frozen_map(values[key])
     return PlanOptions(**values)
 
 
@@ -75,7 +76,8 @@ def options_text(kw: dict, defaults: dict | None = None) -> str:
         if value is True:
             parts.append(flag)
         elif isinstance(value, dict):
-            parts.extend(f"{flag} {k}={m},{s}" for k, (m, s) in sorted(value.items()))
+            parts.extend(f"{flag} {k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                         for k, v in sorted(value.items()))
         elif isinstance(value, (tuple, list)):
             parts.extend(f"{flag} {v}" for v in value)
         else:

@@ -7,6 +7,8 @@ Rules (README "Plans"):
 - `--bits` sets the scheme of every layer the plan quantizes: 1 binary, 2 ternary, 3..16 affine;
 - `--only GLOB` replaces the set of quantized layers by the conv/linear layers matching GLOB;
 - `--keep-float GLOB` removes matching layers (it wins over --only);
+- `--layer-bits GLOB=N` gives matching layers N bits whatever the rules above gave them (a mixed
+  plan: binary blocks with 8-bit ends); a layer matched by it and by --keep-float is an error;
 - `--per-channel/--per-tensor`, `--alpha`, `--fold-bn` override every quantized layer;
 - checkpoints that already hold integer codes get a passthrough plan and refuse all of these.
 """
@@ -18,7 +20,7 @@ from fnmatch import fnmatchcase
 from ..errors import UsageError
 from ..model import LayerPlan, Model, PlanOptions, QuantPlan
 
-QUANT_OPTIONS = ("bits", "per_channel", "alpha", "fold_bn", "only")
+QUANT_OPTIONS = ("bits", "per_channel", "alpha", "fold_bn", "only", "layer_bits")
 
 
 def scheme_for_bits(bits: int) -> str:
@@ -36,7 +38,8 @@ def _fresh(layer, scheme: str, bits: int) -> LayerPlan:
 
 
 def _validate(opts: PlanOptions) -> None:
-    if opts.zero_point == "truncate" and opts.bits is not None and opts.bits < 3:
+    low = opts.bits is not None and opts.bits < 3 or any(b < 3 for b in opts.layer_bits.values())
+    if opts.zero_point == "truncate" and low:
         raise UsageError("--zero-point truncate applies to affine plans (--bits 3..16), not to --bits 1 or 2")
     for layer, (m, s) in opts.scale_shift.items():
         if not 1 <= m < (1 << 31) or not 0 <= s <= 31:
@@ -45,7 +48,7 @@ def _validate(opts: PlanOptions) -> None:
 
 def as_trained(opts: PlanOptions) -> bool:
     """True when neither --bits nor --plan asks for quantization (README "Plans")."""
-    if opts.bits is not None or opts.plan is not None:
+    if opts.bits is not None or opts.plan is not None or opts.layer_bits:
         return False
     given = [name for name in QUANT_OPTIONS if getattr(opts, name) not in (None, ())]
     given += ["scale_shift"] * bool(opts.scale_shift) + ["zero_point"] * (opts.zero_point == "truncate")
@@ -72,7 +75,7 @@ def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
         return QuantPlan((), opts)
 
     defaults = model.default_plan
-    if opts.plan == "seed" and not defaults and opts.bits is None and not opts.only:
+    if opts.plan == "seed" and not defaults and opts.bits is None and not opts.only and not opts.layer_bits:
         raise UsageError(f"{model.source.name}: --plan seed: this network has no seed plan (only the documented "
                          f"architectures have one, README \"Plans\"); give --bits N")  # fmt: skip
     if opts.only:
@@ -84,16 +87,20 @@ def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
     else:
         chosen = weighted if opts.bits else []
     chosen = [layer for layer in chosen if not any(fnmatchcase(layer.name, g) for g in opts.keep_float)]
+    explicit = _layer_bits(weighted, opts, model.source.name)
+    chosen += [layer for layer in weighted if layer.name in explicit and layer not in chosen]
+    chosen.sort(key=weighted.index)
 
     plans = []
     for layer in chosen:
         base = defaults.get(layer.name)
-        if opts.bits is not None:
-            scheme = scheme_for_bits(opts.bits)
+        bits = explicit.get(layer.name, opts.bits)
+        if bits is not None:
+            scheme = scheme_for_bits(bits)
             if base is None or base.scheme != scheme:
-                base = _fresh(layer, scheme, opts.bits)
+                base = _fresh(layer, scheme, bits)
             elif scheme == "affine":
-                base = LayerPlan(base.layer, "affine", opts.bits, base.per_channel, base.alpha, base.fold_bn)
+                base = LayerPlan(base.layer, "affine", bits, base.per_channel, base.alpha, base.fold_bn)
         elif base is None:
             base = _fresh(layer, "affine", 8)
         plan = LayerPlan(
@@ -120,10 +127,28 @@ def make_plan(model: Model, opts: PlanOptions) -> QuantPlan:
     return QuantPlan(tuple(plans), opts)
 
 
+def _layer_bits(weighted, opts: PlanOptions, source: str) -> dict[str, int]:
+    """Layer name -> bits from --layer-bits; every GLOB must match, no layer twice with two widths."""
+    explicit: dict[str, int] = {}
+    for glob, bits in opts.layer_bits.items():
+        matched = [layer.name for layer in weighted if fnmatchcase(layer.name, glob)]
+        if not matched:
+            raise UsageError(f"--layer-bits {glob}={bits} matches no conv/linear layer of {source}; "
+                             f"see `qexport inspect`")  # fmt: skip
+        for name in matched:
+            if explicit.get(name, bits) != bits:
+                raise UsageError(f"--layer-bits: layer {name} matches two globs with different bits "
+                                 f"({explicit[name]} and {bits})")  # fmt: skip
+            if any(fnmatchcase(name, g) for g in opts.keep_float):
+                raise UsageError(f"--layer-bits {glob}={bits} and --keep-float both match layer {name}; drop one")
+            explicit[name] = bits
+    return explicit
+
+
 def seed_unless_asked(plan_kw: dict, what: str = "golden vectors") -> str | None:
     """Golden vectors are integers: without --bits or --plan, `golden` uses --plan seed (set in
     plan_kw, so the provenance records it); returns the note saying so, or None."""
-    if plan_kw.get("bits") is not None or plan_kw.get("plan"):
+    if plan_kw.get("bits") is not None or plan_kw.get("plan") or plan_kw.get("layer_bits"):
         return None
     plan_kw["plan"] = "seed"
     return f"{what} need integers and neither --bits nor --plan was given: using --plan seed"

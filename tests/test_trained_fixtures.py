@@ -108,8 +108,8 @@ def test_stored_codes_are_the_codes_qexport_gives(tmp_path, arch):
 
 @pytest.mark.parametrize("arch", ["mobilenet_v1"])
 def test_recorded_accuracies_are_those_of_the_stored_checkpoints(arch):
-    """Recompute the float top-1 of the stored checkpoint on all held-out digits (float64 torch; the
-    JSON's is float32, so within 1 image) and compare with the JSON.  The others cost too
+    """Recompute the float top-1 of the stored checkpoint on all held-out digits and compare with
+    the JSON, within 2 images (float32 like the JSON's: a near-tie may flip on another CPU).  The others cost too
     much CPU here; benchmarks/bench_accuracy.py recomputes all five (float64 numpy graph)."""
     import torch
 
@@ -117,13 +117,13 @@ def test_recorded_accuracies_are_those_of_the_stored_checkpoints(arch):
 
     images, labels = trained.digits32()
     info = json.loads((FIXTURES / f"{arch}_digits.json").read_text())
-    model = build(arch, info["config"]).double()
+    model = build(arch, info["config"])
     model.load_state_dict({k: torch.from_numpy(v) for k, v in trained.state_arrays(arch).items()})
     step = 64
     with torch.no_grad():
-        pred = np.concatenate([model(torch.from_numpy(images[i : i + step]).double() / 255).argmax(1).numpy()
+        pred = np.concatenate([model(torch.from_numpy(images[i : i + step]).float() / 255).argmax(1).numpy()
                                for i in range(0, len(images), step)])  # fmt: skip
-    assert abs(int((pred == labels).sum()) - round(info["float_test_accuracy"] * len(labels))) <= 1, arch
+    assert abs(int((pred == labels).sum()) - round(info["float_test_accuracy"] * len(labels))) <= 2, arch
     assert info["test_samples"] == len(labels) and info["input"] == "uint8 pixel / 255 (no mean/std)"
 
 

@@ -158,7 +158,7 @@ def test_c_source_is_bit_exact_with_the_reference(net, request, tmp_path):
     pixels = _images(9, 3)
     assert_bit_exact(ig, pixels, _host_run(ig, "norm", pixels, tmp_path, "gcc"))
     c = (tmp_path / "norm_inference.c").read_text()
-    assert "qx_n0_zi[3] = {\n    125, 123, 114\n};" in c and "_zc(&qx_n0_g, qx_n0_z, " in c
+    assert "qx_n0_zi[3] = {\n    125, 123, 114\n};" in c and "_zc(&qx_n0_g, qx_n0_zi, " in c
 
 
 def test_one_value_for_every_channel_keeps_the_scalar_path(rgb):

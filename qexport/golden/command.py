@@ -18,6 +18,8 @@ from .lenet import lenet_golden, lenet_graph_difference
 from .output import FORMATS, write_golden
 from .stages import Golden, Inputs
 
+ACTIVATIONS = ("gain", "uint8")
+
 
 def golden_vectors(qmodel: QuantizedModel, inputs: Inputs, layers=(), encoding: EncodeOptions | None = None) -> Golden:
     """The golden vectors the network's graph allows (README "Golden vectors"): the integer pass of
@@ -36,11 +38,29 @@ def golden_vectors(qmodel: QuantizedModel, inputs: Inputs, layers=(), encoding: 
                        f"binary layer with binarized input in this plan)")  # fmt: skip
 
 
+def activations_for(activations: str | None, calibration_data) -> str:
+    """`--activations`: gain (LeNet's pass in 1/G units) or uint8 (the calibrated integer graph);
+    unset, uint8 exactly when calibration data is given (what golden did before the option)."""
+    if activations is None:
+        return "uint8" if calibration_data else "gain"
+    if activations not in ACTIVATIONS:
+        raise UsageError(f"--activations {activations!r}: choose one of {', '.join(ACTIVATIONS)}")
+    if activations == "uint8" and not calibration_data:
+        raise UsageError("--activations uint8 is the calibrated integer graph: give --calibrate DATA too "
+                         "(or --activations gain for LeNet's fixed-input-gain pass)")  # fmt: skip
+    if activations == "gain" and calibration_data:
+        raise UsageError("--activations gain is the fixed-input-gain pass and is not calibrated: drop --calibrate, "
+                         "or use --activations uint8 for the calibrated integer graph")  # fmt: skip
+    return activations
+
+
 def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: int | None = None, layers=(),
            calibration_data=None, calibration_samples: int = 256, percentile: float | None = None,
-           mean: str | None = None, std: str | None = None, **plan_kw):  # fmt: skip
-    """Library entry point: (output folder, Golden, QuantizedModel).  With calibration_data: the
-    integer graph's golden vectors, every node (README "Integer inference")."""
+           mean: str | None = None, std: str | None = None, activations: str | None = None,
+           **plan_kw):  # fmt: skip
+    """Library entry point: (output folder, Golden, QuantizedModel).  With calibration_data
+    (activations "uint8"): the integer graph's golden vectors, every node (README "Integer
+    inference"); without ("gain"): the LeNet integer pass, or binary layers' popcount data."""
     from dataclasses import replace
 
     from ..encode.options import encode_options_from
@@ -50,6 +70,8 @@ def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: i
     model_path = Path(model_path) if model_path else find_default_model()
     if fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    explicit_gain = activations == "gain"
+    activations = activations_for(activations, calibration_data)
     encoding = encode_options_from(**plan_kw)
     out = Path(output) if output else Path(checkpoint_stem(model_path) + "_golden")
     seed_note = seed_unless_asked(plan_kw)  # golden vectors are integers: --plan seed unless asked
@@ -74,6 +96,11 @@ def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: i
     elif mean or std or percentile is not None:
         raise UsageError("--mean, --std and --percentile shape the integer graph: give --calibrate DATA too")
     else:
+        difference = lenet_graph_difference(qmodel.model) if explicit_gain else None
+        if difference is not None:
+            raise CannotHandle(f"{qmodel.model.source.name}: --activations gain is seed 002's LeNet integer pass and "
+                               f"this network differs ({difference}); give --calibrate DATA for the integer graph, or "
+                               f"leave --activations out for its binary layers' popcount data")  # fmt: skip
         g = golden_vectors(qmodel, data, tuple(layers), encoding)
     write_golden(qmodel, g, out, fmt)
     return out, g, qmodel
@@ -92,16 +119,20 @@ def golden(model_path=None, inputs=(), output=None, fmt: str = "npy", samples: i
               help="npy: one .npy per stage; mem: one $readmemh .mem per stage; cheader: golden.h.")
 @click.option("--layer", "layers", multiple=True, metavar="GLOB",
               help="Binary architectures: only the binary layers matching GLOB (repeatable; default: all).")
+@click.option("--activations", type=click.Choice(ACTIVATIONS), default=None,
+              help="gain: LeNet's integer pass, integers in 1/G units (--input-gain), no calibration; uint8: the "
+                   "calibrated integer graph, every node (needs --calibrate). Default: uint8 with --calibrate, "
+                   "else gain.")
 @calibration_options
 @plan_options
-def golden_cmd(model, inputs, samples, output, fmt, layers, calibration_data, calibration_samples, percentile, mean,
-               std, **kw):  # fmt: skip
+def golden_cmd(model, inputs, samples, output, fmt, layers, activations, calibration_data, calibration_samples,
+               percentile, mean, std, **kw):  # fmt: skip
     """Golden vectors: per-layer integer activations of the reference pass (LeNet) or the
     XNOR/popcount outputs of binary layers, for checking firmware or RTL layer by layer."""
     from ..export import print_notes, write_report
 
     out, g, qmodel = golden(model, inputs, output, fmt, samples, layers, calibration_data, calibration_samples,
-                            percentile, mean, std, **kw)  # fmt: skip
+                            percentile, mean, std, activations, **kw)  # fmt: skip
     if not model:
         click.echo(f"qexport: using {qmodel.model.source.name}", err=True)
     from ..commands import assumed_network

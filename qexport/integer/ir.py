@@ -89,3 +89,10 @@ class IntGraph:
             if n.name == name:
                 return n
         raise KeyError(name)
+
+
+def accumulator_bound(w_minus_z: np.ndarray) -> int:
+    """The worst case of |sum (x - Z_x)(w - Z_w)| of a conv/linear over every input: |x - Z_x| <= 255
+    (codes and zero points are 0..255), times max |w - Z_w|, times the weights per output."""
+    w = np.asarray(w_minus_z, np.int64)
+    return 255 * int(np.abs(w).max(initial=0)) * int(np.prod(w.shape[1:]))

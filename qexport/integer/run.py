@@ -1,5 +1,6 @@
 """The integer reference: runs an IntGraph on uint8 pixels exactly as the contract in
-qexport.integer.ir states, in int64 numpy (vectorised; nothing rounds through floats).
+qexport.integer.ir states, in int64 numpy (vectorised); the sums of products of a conv/linear go
+through a float32 / float64 BLAS gemm where its accumulator bound makes that exact (see below).
 
     codes = run_integer(igraph, pixels)      # {node name: uint8 codes}, "input" included
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..graph.execute import windows
-from .ir import IntGraph, IntNode
+from .ir import IntGraph, IntNode, accumulator_bound
 
 
 def rshift(v: np.ndarray, s) -> np.ndarray:
@@ -25,20 +26,49 @@ def _col(a: np.ndarray, ndim: int) -> np.ndarray:
     return a.reshape((1, -1) + (1,) * (ndim - 2)) if a.ndim == 1 else a
 
 
-def _accumulate(node: IntNode, x: np.ndarray) -> np.ndarray:
-    a, w = node.attrs, np.asarray(node.arrays["w_minus_z"], np.int64)
-    xz = x.astype(np.int64) - _col(np.asarray(a["zero_in"], np.int64), x.ndim)  # padding: 0 = Z_x - Z_x
-    if node.op == "linear":
-        acc = xz @ w.T
-    else:
-        n = x.shape[0]
-        o, cg, kh, kw = w.shape
-        g = a["groups"]
-        win = windows(xz, (kh, kw), a["stride"], a["padding"], a["dilation"], 0)
-        ho, wo = win.shape[2:4]
-        win = win.reshape(n, g, cg, ho, wo, kh, kw)
-        acc = np.einsum("ngchwij,gocij->ngohw", win, w.reshape(g, o // g, cg, kh, kw)).reshape(n, o, ho, wo)
+# Exact sums of integer products in floating point.  Every |partial sum| of a node's accumulator
+# is at most accumulator_bound(w) (each product |x - Z_x||w - Z_w| <= 255 max|w - Z_w|, at most K of
+# them), whatever order a BLAS gemm adds them in, blocked or with FMA.  Where that bound is below
+# 2^p (p = 24 for float32, 53 for float64), every factor, product and partial sum is an integer
+# the format holds exactly, so every addition and multiplication is exact (its exact result is
+# representable, so rounding leaves it) and the gemm returns exactly the integer sum, which casts
+# back to int64 exactly.  This needs a gemm that sums the products (OpenBLAS, MKL; not a Strassen
+# variant); tests/test_integer_executor.py checks it against a plain int64 transcription.  int64
+# (numpy's own loops, no BLAS: slow) stays where the bound reaches 2^53.
+EXACT_FLOAT = ((np.float32, 1 << 24), (np.float64, 1 << 53))
+CHUNK = 1 << 22  # patch-matrix elements per gemm (bounds the im2col copy: 32 MB of float64)
+
+
+def exact_dtype(bound: int):
+    """The narrowest float type whose gemm is exact for accumulators within `bound`, or int64."""
+    return next((t for t, limit in EXACT_FLOAT if bound < limit), np.int64)
+
+
+def _conv_sum(xz: np.ndarray, w: np.ndarray, a) -> np.ndarray:
+    """sum (x - Z_x)(w - Z_w) over each window: im2col per chunk of images, then one gemm per group."""
+    n, c = xz.shape[:2]
+    o, cg, kh, kw = w.shape
+    g = a["groups"]
+    win = windows(xz, (kh, kw), a["stride"], a["padding"], a["dilation"], 0)
+    ho, wo = win.shape[2:4]
+    wg = w.reshape(g, o // g, cg * kh * kw).transpose(0, 2, 1)  # (g, K, o/g)
+    acc = np.empty((n, o, ho, wo), np.int64)
+    step = max(1, CHUNK // (c * kh * kw * ho * wo))
+    for i in range(0, n, step):  # chunks of images, not elements: the gemm stays large
+        b = win[i:i + step].shape[0]
+        cols = win[i:i + step].reshape(b, g, cg, ho, wo, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
+        part = np.matmul(cols.reshape(g, b * ho * wo, cg * kh * kw), wg)  # (g, b*ho*wo, o/g)
+        acc[i:i + step] = part.reshape(g, b, ho, wo, o // g).transpose(1, 0, 4, 2, 3).reshape(b, o, ho, wo)
     return acc
+
+
+def _accumulate(node: IntNode, x: np.ndarray) -> np.ndarray:
+    a, w = node.attrs, np.asarray(node.arrays["w_minus_z"])
+    dtype = exact_dtype(accumulator_bound(w))
+    # padding then holds 0 = Z_x - Z_x; Z_x is one per channel for an input with per-channel --mean
+    xz = x.astype(dtype) - _col(np.asarray(a["zero_in"], dtype), x.ndim)
+    w = w.astype(dtype)
+    return (xz @ w.T).astype(np.int64) if node.op == "linear" else _conv_sum(xz, w, node.attrs)
 
 
 def sign_codes(v: np.ndarray, tau, flip) -> np.ndarray:
@@ -127,5 +157,5 @@ def run_integer(igraph: IntGraph, pixels: np.ndarray) -> dict[str, np.ndarray]:
             y = (_add if node.op == "add" else _cat)(node, *ins)
         else:
             y = OPS[node.op](node, ins[0])
-        values[node.name] = np.asarray(y).astype(np.uint8)
+        values[node.name] = np.ascontiguousarray(y, dtype=np.uint8)
     return values

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import PlanError
 from ..graph.ir import Node
 from ..quantize.bn import bnn_thresholds
-from .ir import IntNode, QTensor
+from .ir import IntNode, QTensor, accumulator_bound
 
 SIGN = QTensor(1.0, 1)  # codes 0, 1, 2 for -1, 0, +1
 PASS_THROUGH = ("reshape", "flatten", "max_pool2d")
@@ -90,8 +90,7 @@ def lower_weighted(lw, node: Node):
     if act is not None and act.op == "hardtanh" and not to_sign:
         lw.refuse(act, "a hardtanh whose output is not binarized next")
     scale = x.scale * s_w  # real value of one accumulator step, per channel
-    k = int(np.prod(w.shape[1:]))
-    bound = 255 * int(np.abs(w).max(initial=0)) * k
+    bound = accumulator_bound(w)
     attrs = {"zero_in": x.zero_point, "acc_bits": 32 if bound < (1 << 30) else 64}
     if node.op.endswith("conv2d"):
         attrs.update(stride=node.attrs["stride"], padding=node.attrs["padding"], dilation=node.attrs["dilation"],

@@ -64,13 +64,13 @@ int main(int argc, char **argv)
 """
 
 
-def _host_run(ig: IntGraph, name: str, pixels: np.ndarray, folder: Path, tool: str) -> list[list[tuple]]:
-    """Generate, compile with `tool` (gcc: C99; g++: every file as C++11), run on `pixels`;
-    per image the (index, name, codes) the hook printed, then (-1, "output", codes)."""
+def _host_run(ig: IntGraph, name: str, pixels: np.ndarray, folder: Path, tool: str, extra=()) -> list[list[tuple]]:
+    """Generate, compile with `tool` (gcc: C99; g++: every file as C++11; `extra` flags added), run
+    on `pixels`; per image the (index, name, codes) the hook printed, then (-1, "output", codes)."""
     write_csource(ig, name, folder)
     (folder / "main.c").write_text(MAIN.replace("UNAME", name.upper()).replace("NAME", name))
     flags = [*GCC] if tool == "gcc" else [*GXX, "-x", "c++"]
-    compile_c([*flags, "-O1", "-o", "prog", "main.c", f"{name}_inference.c"], folder, tool)
+    compile_c([*flags, "-O1", *extra, "-o", "prog", "main.c", f"{name}_inference.c"], folder, tool)
     (folder / "images.bin").write_bytes(np.ascontiguousarray(pixels, np.uint8).tobytes())
     res = subprocess.run([str(folder / "prog"), "images.bin"], cwd=folder, capture_output=True, timeout=300)
     assert res.returncode == 0 and res.stderr == b"", res.stderr
@@ -380,8 +380,14 @@ def test_cortex_m4_objects(lenet_graph, mobilenet_graph, synthetic_graph, resnet
     assert params <= text < params + 8192 and data == 0
     assert plan_arena(ig).size <= bss <= plan_arena(ig).size + 16
     _arm_object(synthetic_graph[0], "syn", tmp_path)
-    text, data, bss = _arm_object(resnet_graph[0], "resnet", tmp_path)  # thresholds, PReLU
-    assert data == 0 and plan_arena(resnet_graph[0]).size <= bss <= plan_arena(resnet_graph[0]).size + 16
+    text, data, bss = _arm_object(resnet_graph[0], "resnet", tmp_path)  # thresholds, PReLU, packed binary convs
+    rg = resnet_graph[0]
+    shapes = {"input": rg.input_shape, **{n.name: n.output_shape for n in rg.nodes}}
+    packed = [shapes[n.inputs[0]] for n in rg.nodes if n.op == "conv2d" and n.attrs["zero_in"] == 1
+              and np.abs(n.arrays["w_minus_z"]).min() == 1]  # +1/-1 convs reading thresholds' sign codes
+    assert len(packed) == 16
+    ram = plan_arena(rg).size + max(4 * -(-c // 32) * h * w for c, h, w in packed)  # + qx_bits, a bit per code
+    assert data == 0 and ram <= bss <= ram + 16
     text, data, bss = _arm_object(mobilenet_graph[0], "mobilenet", tmp_path)
     assert data == 0 and plan_arena(mobilenet_graph[0]).size <= bss <= plan_arena(mobilenet_graph[0]).size + 16
 

@@ -461,35 +461,18 @@ def test_lenet_on_a_cortex_m4_in_qemu(lenet_graph, tmp_path):
     """arm-none-eabi-gcc -O2 bare metal (vector table, reset handler, rdimon semihosting), 8 real
     digits compiled in as a const array; QEMU mps2-an386 prints each digit's output codes and the
     sum of every node's codes: all equal run_integer, and the program exits 0."""
-    from cheader_support import C_DIR
-    from tools import require_tool
+    from qemu_support import images_header, run_on_cortex_m4
 
-    qemu = require_tool("qemu-system-arm")
     ig, x = lenet_graph
     x = x[:8]
     write_csource(ig, "lenet", tmp_path)
-    rows = ",\n".join("{" + ",".join(map(str, img.ravel().tolist())) + "}" for img in x)
-    (tmp_path / "digits.h").write_text(f"#define DIGITS {len(x)}\nstatic const uint8_t digits[DIGITS][784] = {{\n"
-                                       f"{rows}\n}};\n")  # fmt: skip
+    (tmp_path / "digits.h").write_text(images_header(x, "digits"))
     (tmp_path / "main.c").write_text(QEMU_MAIN)
-    cpu = ["-mcpu=cortex-m4", "-mthumb"]
-    warn = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
-    for src in ("lenet_inference.c", "main.c"):
-        compile_c([*cpu, *warn, "-pedantic", "-c", "-o", src[:-2] + ".o", src], tmp_path, "arm-none-eabi-gcc")
-    compile_c([*cpu, *warn, "-c", "-o", "startup.o", str(C_DIR / "cortex_m4_startup.c")], tmp_path,
-              "arm-none-eabi-gcc")  # fmt: skip
-    compile_c([*cpu, "--specs=rdimon.specs", "-nostartfiles", "-T", str(C_DIR / "cortex_m4.ld"), "-o", "prog.elf",
-               "startup.o", "main.o", "lenet_inference.o"], tmp_path, "arm-none-eabi-gcc")  # fmt: skip
-    try:
-        cmd = [qemu, "-M", "mps2-an386", "-nographic", "-semihosting-config", "enable=on,target=native",
-               "-kernel", "prog.elf"]  # fmt: skip
-        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        pytest.fail("qemu-system-arm did not finish within 120 s")
+    res = run_on_cortex_m4(tmp_path, ["lenet_inference.c", "main.c"])
     assert res.returncode == 0, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
     want = run_integer(ig, x)
     expected = []
     for i in range(len(x)):
         sums = " ".join(str(int(want[n.name][i].astype(np.int64).sum())) for n in ig.nodes)
         expected.append(f"image {i}: {' '.join(map(str, want[ig.output][i].tolist()))} sums: {sums}")
-    assert res.stdout.replace("\r\n", "\n").splitlines() == expected
+    assert res.stdout.splitlines() == expected

@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 from test_csource import _conv, _host_run, _sign, _thresholds, assert_bit_exact
 
-from cheader_support import ARM, C_DIR, GCC, compile_c
+from cheader_support import ARM, GCC, compile_c
 from qexport.csource import generate, write_csource
 from qexport.csource.binary import pack_weights, packable
 from qexport.csource.footprint import STACK_BOUND, footprint
 from qexport.integer.ir import IntGraph, IntNode, QTensor
 from qexport.integer.run import run_integer
+from qemu_support import images_header, run_on_cortex_m4
 from tools import require_tool
 
 SHAPE = (3, 12, 10)
@@ -203,29 +204,15 @@ int main(void)
 def test_packed_layers_on_a_cortex_m4_in_qemu(packed_graph, tmp_path):
     """Bare metal (libgcc's popcount on a core without one): every image's output codes and a
     position-weighted sum of every node's codes equal run_integer's; exit status 5 is main's."""
-    qemu = require_tool("qemu-system-arm")
     ig, x = packed_graph
     write_csource(ig, "pk", tmp_path)
-    rows = ",\n".join("{" + ",".join(map(str, img.ravel().tolist())) + "}" for img in x)
-    (tmp_path / "images.h").write_text(f"#define IMAGES {len(x)}\nstatic const uint8_t images[IMAGES][{x[0].size}] = "
-                                       f"{{\n{rows}\n}};\n")  # fmt: skip
+    (tmp_path / "images.h").write_text(images_header(x))
     (tmp_path / "main.c").write_text(QEMU_MAIN)
-    cpu, warn = ["-mcpu=cortex-m4", "-mthumb"], ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
-    for src in ("pk_inference.c", "main.c"):
-        compile_c([*cpu, *warn, "-pedantic", "-c", "-o", src[:-2] + ".o", src], tmp_path, "arm-none-eabi-gcc")
-    compile_c([*cpu, *warn, "-c", "-o", "startup.o", str(C_DIR / "cortex_m4_startup.c")], tmp_path, "arm-none-eabi-gcc")
-    compile_c([*cpu, "--specs=rdimon.specs", "-nostartfiles", "-T", str(C_DIR / "cortex_m4.ld"), "-o", "prog.elf",
-               "startup.o", "main.o", "pk_inference.o"], tmp_path, "arm-none-eabi-gcc")  # fmt: skip
-    cmd = [qemu, "-M", "mps2-an386", "-nographic", "-semihosting-config", "enable=on,target=native", "-kernel",
-           "prog.elf"]  # fmt: skip
-    try:
-        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        pytest.fail("qemu-system-arm did not finish within 120 s")
+    res = run_on_cortex_m4(tmp_path, ["pk_inference.c", "main.c"])
     assert res.returncode == 5, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
     want = run_integer(ig, x)
     weights = [(np.arange(want[n.name][0].size) % 251 + 1) for n in ig.nodes]
     expected = [f"image {i}: {' '.join(map(str, want[ig.output][i].ravel().tolist()))} sums: "
                 + " ".join(str(int((want[n.name][i].ravel().astype(np.int64) * w).sum())) for n, w in zip(ig.nodes, weights))
                 for i in range(len(x))]  # fmt: skip
-    assert res.stdout.replace("\r\n", "\n").splitlines() == expected
+    assert res.stdout.splitlines() == expected

@@ -11,8 +11,8 @@ from ..errors import UsageError
 from ..integer.ir import IntGraph, IntNode
 from .arena import Arena, check_arena, plan_arena
 from .binary import POPCOUNT, conv_bin_kernel, hex_array, pack_weights, packable, sign_bin_kernel
-from .kernels import (CLAMP, GEOMETRY, OPS, RSHIFT, channel_zero, conv_kernel, conv_tag, sign_kernel, sign_tag,
-                      threshold_kernel, threshold_tag)
+from .kernels import (CLAMP, GEOMETRY, OPS, RSHIFT, acc_kernel, conv_kernel, sign_kernel, threshold_kernel,
+                      threshold_tag)
 from .params import CTYPE_BYTES, c_array, narrowest, weight_codes
 
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -75,22 +75,25 @@ class Emitter:
         if packable(self.g, n):
             return self.packed(n, p, sign, geom, pool)
         wt, codes, zw = weight_codes(r["w_minus_z"])
-        zoned = zw is not None
+        zoned, per_channel = zw is not None, np.ndim(a["zero_in"]) != 0
         acc = "int32_t" if a["acc_bits"] == 32 else "int64_t"
         w = self.array(p + "_w", wt, codes, f"{_comment(n.name)}: " + ("weight codes" if zoned else "w - Z_w"))
         if zoned:
             w += ", " + self.array(p + "_z", "int32_t", zw, "per-channel weight zero points")
+        self.kernels.setdefault(*acc_kernel(wt, acc, zoned, per_channel))
+        zin = self.array(p + "_zi", "int32_t", a["zero_in"], "input zero point per channel") + ", " if per_channel else ""
         if sign:
             tt = narrowest(r["tau"], "int32_t")
-            tag, zin = self.zero_in(n, p, sign_tag(wt, tt, acc, zoned), sign_kernel(wt, tt, acc, zoned))
+            fn, text = sign_kernel(wt, tt, acc, zoned, per_channel)
+            self.kernels.setdefault(fn, text)
             t, f, pw = self.sign_arrays(n, p, tt, pool)
             self.geometry("qx_conv_geom", f"{p}_g", geom + [0 if zin else a["zero_in"], 0, 0, 0])
-            return f"qx_conv_{tag}(&{p}_g, {zin}{pw}, {w}, {t}, {f}, {{x}}, {{y}})"
-        bt = narrowest(r["b_q"], "int32_t")
-        tag, zin = self.zero_in(n, p, conv_tag(wt, bt, acc, zoned), conv_kernel(wt, bt, acc, zoned))
-        b, m, s = self.requantize_arrays(n, p, bt)
+            return f"{fn}(&{p}_g, {zin}{pw}, {w}, {t}, {f}, {{x}}, {{y}})"
+        fn, text = conv_kernel(wt, narrowest(r["b_q"], "int32_t"), acc, zoned, per_channel)
+        self.kernels.setdefault(fn, text)
+        b, m, s = self.requantize_arrays(n, p, narrowest(r["b_q"], "int32_t"))
         self.geometry("qx_conv_geom", f"{p}_g", geom + [0 if zin else a["zero_in"], a["zero_out"], a["lo"], a["hi"]])
-        return f"qx_conv_{tag}(&{p}_g, {zin}{w}, {b}, {m}, {s}, {{x}}, {{y}})"
+        return f"{fn}(&{p}_g, {zin}{w}, {b}, {m}, {s}, {{x}}, {{y}})"
 
     def conv_geometry(self, n: IntNode, sign: bool) -> tuple[list[int], list[int]]:
         """(qx_conv_geom's first 15 fields, the sign kernels' pool window) of a conv / linear."""
@@ -146,15 +149,6 @@ class Emitter:
         b, m, s = self.requantize_arrays(n, p, narrowest(r["b_q"], "int32_t"))
         self.geometry("qx_conv_geom", f"{p}_g", geom + [1, a["zero_out"], a["lo"], a["hi"]])
         return pack + f"{fn}(&{p}_g, {p}_w, {b}, {m}, {s}, qx_bits, {{y}})"
-
-    def zero_in(self, n: IntNode, p: str, tag: str, kernel: str) -> tuple[str, str]:
-        """(kernel tag, extra argument): the input's per-channel zero points (a tuple zero_in, the
-        network's input with per-channel --mean) as a static const array for the _zc kernel."""
-        if np.ndim(n.attrs["zero_in"]) == 0:
-            self.kernels.setdefault("conv_" + tag, kernel)
-            return tag, ""
-        self.kernels.setdefault("conv_" + tag + "_zc", channel_zero(kernel))
-        return tag + "_zc", self.array(p + "_zi", "int32_t", n.attrs["zero_in"], "input zero point per channel") + ", "
 
     def threshold(self, k: int, n: IntNode, p: str) -> str:
         r = n.arrays

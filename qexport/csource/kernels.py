@@ -1,5 +1,7 @@
 """The C kernels of the generated .c (qexport.csource): one static function per op kind and, for
-the weighted ops, per (weight type, bias type, accumulator type) actually used.  Each is a
+the weighted ops, per (weight type, bias type, accumulator type) actually used; the requantizing
+and the sign-mode conv share one accumulation function per (weight type, accumulator type).
+Packed binary layers: qexport/csource/binary.py.  Each is a
 literal transcription of the arithmetic contract in qexport/integer/ir.py on one image (N = 1,
 C x H x W in C order).  C99 and C++11 alike: every narrowing is an explicit cast."""
 
@@ -41,36 +43,50 @@ typedef struct {
 } qx_pool_geom;
 """
 
+ACC = r"""
+/* acc = sum (x - Z_x)(w - Z_w) over one output channel's window at conv position (oy, ox): xg its
+   group's cg input planes, wo its cg x kh x kw weights; padding holds Z_x, so only the plane's
+   positions are visited */
+static {acc} qx_acc_{tag}(const qx_conv_geom *g, int32_t cg,{zinparam} const {wt} *wo,{zparam} const uint8_t *xg,
+                       int32_t oy, int32_t ox)
+{
+    int32_t c, ky, kx;
+    {acc} acc = 0;
+    for (c = 0; c < cg; c++) {
+        const uint8_t *xc = xg + c * g->h * g->w;
+        const {wt} *wc = wo + c * g->kh * g->kw;
+        for (ky = 0; ky < g->kh; ky++) {
+            const int32_t iy = oy * g->sh - g->ph + ky * g->dh;
+            if (iy < 0 || iy >= g->h)
+                continue;
+            for (kx = 0; kx < g->kw; kx++) {
+                const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
+                if (ix < 0 || ix >= g->w)
+                    continue;
+                acc += ({acc})((int32_t)xc[iy * g->w + ix] - {zin}) * ({acc}){wexpr};
+            }
+        }
+    }
+    return acc;
+}
+"""
+
 CONV = r"""
-static void qx_conv_{tag}(const qx_conv_geom *g, const {wt} *wq,{zparam} const {bt} *bq, const int32_t *m,
+/* conv2d / linear, requantized: y = clamp(Z_y + rshift((acc + b_q) m, s), lo, hi) */
+static void qx_conv_{tag}(const qx_conv_geom *g,{zinparam} const {wt} *wq,{zparam} const {bt} *bq, const int32_t *m,
                          const uint8_t *s, const uint8_t *x, uint8_t *y)
 {
-    int32_t o, oy, ox, c, ky, kx;
+    int32_t o, oy, ox;
     const int32_t cg = g->cin / g->groups, og = g->cout / g->groups;
     for (o = 0; o < g->cout; o++) {
         const int32_t c0 = (o / og) * cg;
-        for (oy = 0; oy < g->ho; oy++) {
+        const {wt} *wo = wq + o * cg * g->kh * g->kw;
+        for (oy = 0; oy < g->ho; oy++)
             for (ox = 0; ox < g->wo; ox++) {
-                {acc} acc = ({acc})bq[o];
-                for (c = 0; c < cg; c++) {
-                    const uint8_t *xc = x + (int32_t)(c0 + c) * g->h * g->w;
-                    const {wt} *wc = wq + ((o * cg + c) * g->kh) * g->kw;
-                    for (ky = 0; ky < g->kh; ky++) {
-                        const int32_t iy = oy * g->sh - g->ph + ky * g->dh;
-                        if (iy < 0 || iy >= g->h)
-                            continue; /* padding holds Z_x: it contributes 0 */
-                        for (kx = 0; kx < g->kw; kx++) {
-                            const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
-                            if (ix < 0 || ix >= g->w)
-                                continue;
-                            acc += ({acc})((int32_t)xc[iy * g->w + ix] - g->zin) * ({acc}){wexpr};
-                        }
-                    }
-                }
+                const {acc} acc = ({acc})bq[o] + qx_acc_{atag}(g, cg,{zinarg} wo,{zarg} x + c0 * g->h * g->w, oy, ox);
                 y[(o * g->ho + oy) * g->wo + ox] =
                     qx_clamp(g->zout + qx_rshift((int64_t)acc * (int64_t)m[o], s[o]), g->lo, g->hi);
             }
-        }
     }
 }
 """
@@ -80,38 +96,23 @@ CONV_SIGN = r"""
    code 2 where (flip[o] ? acc <= tau[o] : acc >= tau[o]), else 0; then pooled over a window of
    conv positions (pw: kernel h, w, stride h, w, pooled h, w; a 1 x 1 window when unpooled, no
    padding): the max of the codes, the min where flip[o] (a max pool before a negative BN) */
-static void qx_conv_{tag}(const qx_conv_geom *g, const int32_t *pw, const {wt} *wq,{zparam} const {tt} *tau,
+static void qx_conv_{tag}(const qx_conv_geom *g,{zinparam} const int32_t *pw, const {wt} *wq,{zparam} const {tt} *tau,
                          const uint8_t *flip, const uint8_t *x, uint8_t *y)
 {
-    int32_t o, py, px, i, j, c, ky, kx;
+    int32_t o, py, px, i, j;
     const int32_t cg = g->cin / g->groups, og = g->cout / g->groups;
     for (o = 0; o < g->cout; o++) {
-        const int32_t c0 = (o / og) * cg;
         const int64_t t = (int64_t)tau[o];
+        const int32_t c0 = (o / og) * cg;
+        const {wt} *wo = wq + o * cg * g->kh * g->kw;
         for (py = 0; py < pw[4]; py++) {
             for (px = 0; px < pw[5]; px++) {
                 uint8_t code = (uint8_t)(flip[o] ? 2 : 0); /* the identity of min / max on {0, 2} */
                 for (i = 0; i < pw[0]; i++) {
                     for (j = 0; j < pw[1]; j++) {
-                        const int32_t oy = py * pw[2] + i, ox = px * pw[3] + j;
-                        {acc} acc = 0;
-                        uint8_t bit;
-                        for (c = 0; c < cg; c++) {
-                            const uint8_t *xc = x + (int32_t)(c0 + c) * g->h * g->w;
-                            const {wt} *wc = wq + ((o * cg + c) * g->kh) * g->kw;
-                            for (ky = 0; ky < g->kh; ky++) {
-                                const int32_t iy = oy * g->sh - g->ph + ky * g->dh;
-                                if (iy < 0 || iy >= g->h)
-                                    continue; /* padding holds Z_x: it contributes 0 */
-                                for (kx = 0; kx < g->kw; kx++) {
-                                    const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
-                                    if (ix < 0 || ix >= g->w)
-                                        continue;
-                                    acc += ({acc})((int32_t)xc[iy * g->w + ix] - g->zin) * ({acc}){wexpr};
-                                }
-                            }
-                        }
-                        bit = (uint8_t)((flip[o] ? (int64_t)acc <= t : (int64_t)acc >= t) ? 2 : 0);
+                        const int64_t acc = (int64_t)qx_acc_{atag}(g, cg,{zinarg} wo,{zarg} x + c0 * g->h * g->w,
+                                                                py * pw[2] + i, px * pw[3] + j);
+                        const uint8_t bit = (uint8_t)((flip[o] ? acc <= t : acc >= t) ? 2 : 0);
                         if (flip[o] ? bit < code : bit > code)
                             code = bit;
                     }
@@ -272,35 +273,51 @@ static void qx_add(int32_t n, const int32_t *p, const uint8_t *s, const uint8_t 
 }
 
 
-def _weights(template: str, wt: str, zoned: bool) -> str:
+def _fill(template: str, wt: str, acc: str, zoned: bool, per_channel_zin: bool, one_channel: bool = False) -> str:
     """Weights as stored: w - Z_w itself, or (zoned) uint8 codes and a per-output-channel zero
     point zw[o] subtracted in the kernel: the product is the same integer, so bit-exactness holds
     with padding too (folding Z_w into the bias would need the receptive field's sum of x - Z_x,
-    which padding changes at the borders)."""
-    return (template.replace("{zparam}", " const int32_t *zw," if zoned else "").replace("{wt}", wt)
-            .replace("{wexpr}", "((int32_t)wc[ky * g->kw + kx] - zw[o])" if zoned else "wc[ky * g->kw + kx]"))
+    which padding changes at the borders).  per_channel_zin: the input's zero point is zin[c], one
+    per channel (the network's input with per-channel --mean), instead of the geometry's one.
+    one_channel: the accumulation's text, which takes one output channel's zw and its group's zin."""
+    atag = acc_tag(wt, acc, zoned, per_channel_zin)
+    param = "" if not zoned else " int32_t zw," if one_channel else " const int32_t *zw,"
+    return (template.replace("{zparam}", param).replace("{zarg}", " zw[o]," if zoned else "")
+            .replace("{zinparam}", " const int32_t *zin," if per_channel_zin else "")
+            .replace("{zinarg}", " zin + c0," if per_channel_zin else "")
+            .replace("{zin}", "zin[c]" if per_channel_zin else "g->zin")
+            .replace("{wexpr}", "((int32_t)wc[ky * g->kw + kx] - zw)" if zoned else "wc[ky * g->kw + kx]")
+            .replace("{atag}", atag).replace("{wt}", wt).replace("{acc}", acc))  # fmt: skip
 
 
 def _wtag(wt: str, zoned: bool) -> str:
     return wt[:-2].replace("int", "w") + ("z" if zoned else "")
 
 
-def conv_tag(wt: str, bt: str, acc: str, zoned: bool = False) -> str:
-    return f"{_wtag(wt, zoned)}_{bt[:-2].replace('int', 'b')}_{acc[:-2].replace('int', 'a')}"
+def _zc(per_channel_zin: bool) -> str:
+    return "_zc" if per_channel_zin else ""
 
 
-def conv_kernel(wt: str, bt: str, acc: str, zoned: bool = False) -> str:
-    return (_weights(CONV, wt, zoned).replace("{tag}", conv_tag(wt, bt, acc, zoned)).replace("{bt}", bt)
-            .replace("{acc}", acc))  # fmt: skip
+def acc_tag(wt: str, acc: str, zoned: bool = False, per_channel_zin: bool = False) -> str:
+    return f"{_wtag(wt, zoned)}_{acc[:-2].replace('int', 'a')}{_zc(per_channel_zin)}"
 
 
-def sign_tag(wt: str, tt: str, acc: str, zoned: bool = False) -> str:
-    return f"sign_{_wtag(wt, zoned)}_{tt[:-2].replace('int', 't')}_{acc[:-2].replace('int', 'a')}"
+def acc_kernel(wt: str, acc: str, zoned: bool = False, per_channel_zin: bool = False) -> tuple[str, str]:
+    """(function name, C text) of the accumulation both epilogues below call."""
+    tag = acc_tag(wt, acc, zoned, per_channel_zin)
+    return f"qx_acc_{tag}", _fill(ACC.replace("{tag}", tag), wt, acc, zoned, per_channel_zin, one_channel=True)
 
 
-def sign_kernel(wt: str, tt: str, acc: str, zoned: bool = False) -> str:
-    return (_weights(CONV_SIGN, wt, zoned).replace("{tag}", sign_tag(wt, tt, acc, zoned)).replace("{tt}", tt)
-            .replace("{acc}", acc))  # fmt: skip
+def conv_kernel(wt: str, bt: str, acc: str, zoned: bool = False, per_channel_zin: bool = False) -> tuple[str, str]:
+    """(function name, C text) of the requantizing byte kernel."""
+    tag = f"{_wtag(wt, zoned)}_{bt[:-2].replace('int', 'b')}_{acc[:-2].replace('int', 'a')}{_zc(per_channel_zin)}"
+    return f"qx_conv_{tag}", _fill(CONV.replace("{tag}", tag).replace("{bt}", bt), wt, acc, zoned, per_channel_zin)
+
+
+def sign_kernel(wt: str, tt: str, acc: str, zoned: bool = False, per_channel_zin: bool = False) -> tuple[str, str]:
+    """(function name, C text) of the sign-mode byte kernel."""
+    tag = f"sign_{_wtag(wt, zoned)}_{tt[:-2].replace('int', 't')}_{acc[:-2].replace('int', 'a')}{_zc(per_channel_zin)}"
+    return f"qx_conv_{tag}", _fill(CONV_SIGN.replace("{tag}", tag).replace("{tt}", tt), wt, acc, zoned, per_channel_zin)
 
 
 def threshold_tag(tt: str) -> str:
@@ -309,12 +326,3 @@ def threshold_tag(tt: str) -> str:
 
 def threshold_kernel(tt: str) -> str:
     return THRESHOLD.replace("{tag}", threshold_tag(tt)).replace("{tt}", tt)
-
-
-def channel_zero(kernel: str) -> str:
-    """A conv kernel reading a per-channel input zero point zin[c] (the network's input with
-    per-channel --mean) instead of the geometry's one zin: name suffix _zc, zin after g."""
-    geom = "(const qx_conv_geom *g, "
-    head = kernel.index(geom)
-    return (kernel[:head] + "_zc" + geom + "const int32_t *zin, "
-            + kernel[head + len(geom):].replace("g->zin", "zin[c0 + c]"))  # fmt: skip

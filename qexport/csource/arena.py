@@ -29,14 +29,20 @@ def _aligned(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
-def plan_arena(igraph: IntGraph) -> Arena:
-    order = {n.name: i for i, n in enumerate(igraph.nodes)}
+def last_use(igraph: IntGraph) -> dict[str, int]:
+    """{node name: index of the last node reading its output} (the graph's output: past the end)."""
     last = {n.name: i for i, n in enumerate(igraph.nodes)}
     for i, n in enumerate(igraph.nodes):
         for name in n.inputs:
             if name in last:
                 last[name] = max(last[name], i)
     last[igraph.output] = len(igraph.nodes)
+    return last
+
+
+def plan_arena(igraph: IntGraph) -> Arena:
+    order = {n.name: i for i, n in enumerate(igraph.nodes)}
+    last = last_use(igraph)
     sizes = {n.name: int(np.prod(n.output_shape, dtype=np.int64)) for n in igraph.nodes}
     offsets: dict[str, int] = {}
     live: list[str] = []
@@ -57,12 +63,7 @@ def plan_arena(igraph: IntGraph) -> Arena:
 
 def check_arena(igraph: IntGraph, arena: Arena) -> None:
     """No two buffers alive at the same node overlap (a self-check of the layout)."""
-    last = {n.name: i for i, n in enumerate(igraph.nodes)}
-    for i, n in enumerate(igraph.nodes):
-        for name in n.inputs:
-            if name in last:
-                last[name] = max(last[name], i)
-    last[igraph.output] = len(igraph.nodes)
+    last = last_use(igraph)
     names = [n.name for n in igraph.nodes]
     for i, a in enumerate(names):
         for b in names[i + 1:]:

@@ -127,3 +127,13 @@ def run_cli(*args, cwd=None, env=None, timeout=600) -> subprocess.CompletedProce
 def digits_test_split():
     data = np.load(FIXTURES / "digits_test.npz")
     return data["images"], data["labels"]
+
+
+def import_file(path, name: str):
+    """The module a Python file defines (a --model-def file a test wrote, a benchmark script), as `name`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

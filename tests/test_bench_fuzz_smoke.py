@@ -3,13 +3,14 @@ target that raises something other than a QexportError is reported as a failure,
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 from hypothesis import strategies as st
+
+from conftest import import_file
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "fuzz.py"
@@ -33,9 +34,7 @@ def test_fuzz_script_runs_and_writes_json(tmp_path):
 
 
 def test_a_raw_exception_is_a_failure(tmp_path):
-    spec = importlib.util.spec_from_file_location("qexport_bench_fuzz", SCRIPT)
-    fuzz = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fuzz)
+    fuzz = import_file(SCRIPT, "qexport_bench_fuzz")
 
     def run(blob: bytes) -> str:  # a target: "ok", "error" (a QexportError was raised), or a bug
         if blob.startswith(b"\xff"):

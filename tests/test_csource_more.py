@@ -10,7 +10,6 @@ the generated text."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 
@@ -20,7 +19,7 @@ from test_csource import _host_run, assert_bit_exact, mobilenet_graph, synthetic
 from test_integer_graph import INCEPTION
 
 from cheader_support import ARM, GCC, compile_c
-from conftest import FIXTURES, LENET, run_cli
+from conftest import FIXTURES, LENET, import_file, run_cli
 from qexport.csource import generate, write_csource
 from qexport.csource.footprint import STACK_BOUND, footprint
 from qexport.errors import UsageError
@@ -40,9 +39,7 @@ def cat_graph(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("inc")
     (folder / "inc.py").write_text(INCEPTION)
-    spec = importlib.util.spec_from_file_location("inc_for_csource", folder / "inc.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = import_file(folder / "inc.py", "inc_for_csource")
     torch.manual_seed(3)
     torch.save(mod.Inc().state_dict(), folder / "inc.pth")
     qm = prepare(folder / "inc.pth", command="csource",

@@ -28,7 +28,6 @@ background); the tests read the results.
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import subprocess
 import traceback
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import digits_test_split, run_cli
+from conftest import digits_test_split, import_file, run_cli
 from onnx_support import onnx_close, onnx_run, onnx_torch_run
 
 ZOO = Path(__file__).resolve().with_name("graph_zoo.py")
@@ -49,9 +48,7 @@ N_RGB = 8
 
 
 def _zoo():
-    spec = importlib.util.spec_from_file_location("graph_zoo_for_e2e", ZOO)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = import_file(ZOO, "graph_zoo_for_e2e")
     return mod
 
 

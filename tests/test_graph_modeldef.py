@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import LENET, run_cli
+from conftest import LENET, import_file, run_cli
 from qexport.errors import ModelDefError, QexportError
 from qexport.graph.modeldef import graph_for_model_def, load_model_def, load_state, parse_spec
 
@@ -285,15 +285,11 @@ class Net(nn.Module):
 
 def test_cli_model_def_for_a_generic_checkpoint(tmp_path):
     """A network qexport does not document: its graph comes from the user's file alone."""
-    import importlib.util
-
     import torch
 
     path = tmp_path / "other.py"
     path.write_text(OTHER_NET)
-    spec = importlib.util.spec_from_file_location("other_net_for_test", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = import_file(path, "other_net_for_test")
     torch.manual_seed(5)
     ckpt = tmp_path / "other.pth"
     torch.save(mod.Net(hidden=8).state_dict(), ckpt)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ARCHS, LENET, make_state, run_cli
+from conftest import ARCHS, LENET, import_file, make_state, run_cli
 from qexport.graph.layers import compare_layers, layers_from_graph
 from qexport.graph.stage import model_graph, with_graph
 from qexport.readers import read_model
@@ -69,13 +69,10 @@ NET = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def netdir(tmp_path_factory):
-    import importlib.util
-
+    
     folder = tmp_path_factory.mktemp("stage")
     (folder / "net.py").write_text(NET)
-    spec = importlib.util.spec_from_file_location("test_stage_net", folder / "net.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = import_file(folder / "net.py", "test_stage_net")
     torch.manual_seed(3)
     renamed = mod.Renamed().eval()
     with torch.no_grad():

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import LENET, digits_test_split, make_state
+from conftest import LENET, digits_test_split, import_file, make_state
 from onnx_support import onnx_qmodel, onnx_reference
 from qexport.errors import PlanError
 from qexport.graph.execute import run_graph
@@ -171,11 +171,8 @@ def test_sigmoid_and_tanh_through_tables_follow_the_float_network(tmp_path, lene
 
     (tmp_path / "sig.py").write_text(SIG)
     torch.manual_seed(0)
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("sig_for_test", tmp_path / "sig.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    
+    mod = import_file(tmp_path / "sig.py", "sig_for_test")
     torch.save(mod.SigNet().state_dict(), tmp_path / "sig.pth")
     qm = prepare(tmp_path / "sig.pth", command="eval", plan_kw={"bits": 8, "model_def": f"{tmp_path / 'sig.py'}:SigNet"}).quantized
     x = lenet_int[3][:64]
@@ -254,11 +251,8 @@ def test_cat_leaky_relu_and_max_pool_of_a_traced_module(tmp_path):
     from qexport.prepare import prepare
 
     (tmp_path / "inc.py").write_text(INCEPTION)
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("inc_for_test", tmp_path / "inc.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    
+    mod = import_file(tmp_path / "inc.py", "inc_for_test")
     torch.manual_seed(1)
     torch.save(mod.Inc().state_dict(), tmp_path / "inc.pth")
     qm = prepare(tmp_path / "inc.pth", command="eval", plan_kw={"bits": 8, "model_def": f"{tmp_path / 'inc.py'}:Inc"}).quantized

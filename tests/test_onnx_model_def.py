@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import digits_test_split, run_cli
+from conftest import digits_test_split, import_file, run_cli
 from onnx_support import onnx_close, onnx_initializers, onnx_run
 
 NET = textwrap.dedent('''
@@ -39,15 +39,12 @@ NET = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def sig_lenet(tmp_path_factory):
-    import importlib.util
-
+    
     import torch
 
     folder = tmp_path_factory.mktemp("siglenet")
     (folder / "net.py").write_text(NET)
-    spec = importlib.util.spec_from_file_location("test_siglenet_net", folder / "net.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = import_file(folder / "net.py", "test_siglenet_net")
     torch.manual_seed(7)
     net = mod.SigLeNet().eval()
     torch.save(net.state_dict(), folder / "sig_lenet.pth")

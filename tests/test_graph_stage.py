@@ -69,7 +69,6 @@ NET = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def netdir(tmp_path_factory):
-    
     folder = tmp_path_factory.mktemp("stage")
     (folder / "net.py").write_text(NET)
     mod = import_file(folder / "net.py", "test_stage_net")

@@ -171,7 +171,6 @@ def test_sigmoid_and_tanh_through_tables_follow_the_float_network(tmp_path, lene
 
     (tmp_path / "sig.py").write_text(SIG)
     torch.manual_seed(0)
-    
     mod = import_file(tmp_path / "sig.py", "sig_for_test")
     torch.save(mod.SigNet().state_dict(), tmp_path / "sig.pth")
     qm = prepare(tmp_path / "sig.pth", command="eval", plan_kw={"bits": 8, "model_def": f"{tmp_path / 'sig.py'}:SigNet"}).quantized
@@ -251,7 +250,6 @@ def test_cat_leaky_relu_and_max_pool_of_a_traced_module(tmp_path):
     from qexport.prepare import prepare
 
     (tmp_path / "inc.py").write_text(INCEPTION)
-    
     mod = import_file(tmp_path / "inc.py", "inc_for_test")
     torch.manual_seed(1)
     torch.save(mod.Inc().state_dict(), tmp_path / "inc.pth")

@@ -39,7 +39,6 @@ NET = textwrap.dedent('''
 
 @pytest.fixture(scope="module")
 def sig_lenet(tmp_path_factory):
-    
     import torch
 
     folder = tmp_path_factory.mktemp("siglenet")

@@ -18,14 +18,7 @@ import numpy as np
 from ..graph.ir import Graph, Node
 from ..graph.stage import model_graph
 from ..model import QuantizedModel
-from ..quantize.dequantize import dequantize_layer
-
-
-def bias_step(q) -> np.ndarray:
-    """The step of an affine int32 bias: b = b_q * (m / 2^s) / G (README "Numerics": bias)."""
-    m = np.asarray(q.params["multiplier"], np.float64)
-    s = np.asarray(q.params["shift"], np.float64)
-    return m / np.exp2(s) / float(np.asarray(q.params["input_gain"]))
+from ..quantize.dequantize import bias_step, dequantize_layer
 
 
 def node_of_weight(graph: Graph, weight: str) -> Node:
@@ -56,7 +49,7 @@ def planned_network(qmodel: QuantizedModel) -> tuple[Graph, dict[str, np.ndarray
         bias = qmodel.tensor(q.bias) if q.bias in names else None  # thresholds absorb a binary layer's bias
         if bias is not None and bias.scheme == "int32":
             # float32 like every dequantized value (DequantizeLinear: float32(b_q) * float32 step)
-            state[q.bias] = (np.asarray(bias.data).astype(np.float32) * bias_step(q).astype(np.float32)).astype(np.float64)
+            state[q.bias] = (np.asarray(bias.data).astype(np.float32) * bias_step(q)).astype(np.float64)
         elif bias is not None:
             state[q.bias] = np.asarray(bias.data, np.float64)
         folded = q.attrs.get("folded_bn")

@@ -27,6 +27,13 @@ def layer_scale_zero_point(q) -> tuple[np.ndarray, np.ndarray]:
     raise ValueError(f"layer {q.name}: scheme {q.scheme!r} has no dequantized value")
 
 
+def bias_step(q) -> np.ndarray:
+    """float32 step of an affine int32 bias: b = b_q * (m / 2^s) / G (README "Numerics": bias)."""
+    m = np.asarray(q.params["multiplier"], np.float64)
+    s = np.asarray(q.params["shift"], np.float64)
+    return np.asarray(m / np.exp2(s) / float(np.asarray(q.params["input_gain"])), np.float32)
+
+
 def dequantize_layer(q, codes) -> np.ndarray:
     """The float32 weights a quantized layer's canonical codes stand for."""
     return dequantize(codes, *layer_scale_zero_point(q))

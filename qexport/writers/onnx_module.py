@@ -13,18 +13,10 @@ import numpy as np
 
 from ..errors import CannotHandle
 from ..model import QuantizedModel, QuantLayer
-from ..quantize.dequantize import dequantize
+from ..quantize.dequantize import bias_step, dequantize
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 EXPORT_BATCH = 1  # batch size of the dummy tensor traced by the exporter (the batch axis is dynamic)
-
-
-def bias_scale(q: QuantLayer) -> np.ndarray:
-    """float32 step of an affine int32 bias: b = b_q * (m / 2^s) / G (README "Numerics": bias)."""
-    m = np.asarray(q.params["multiplier"], np.float64)
-    s = np.asarray(q.params["shift"], np.float64)
-    g = float(np.asarray(q.params["input_gain"]))
-    return np.asarray(m / np.exp2(s) / g, np.float32)
 
 
 class _Quantized:
@@ -64,7 +56,7 @@ def quantized_bias(qmodel: QuantizedModel, q: QuantLayer) -> _Quantized | None:
     t = qmodel.tensor(q.bias)
     if t.scheme != "int32":
         return None
-    scale = bias_scale(q)
+    scale = bias_step(q)
     return _Quantized(np.asarray(t.data, np.int32), scale, np.zeros(scale.shape, np.int32),
                       "int32 bias b_q * (m/2^s) / input_gain")  # fmt: skip
 

@@ -11,13 +11,13 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .encode.options import EncodeOptions
 from .errors import CannotHandle, UsageError
 from .model import Model, PlanOptions, QuantizedModel, frozen_map
 
 CHECKPOINT_SUFFIXES = (".pth", ".pth.tar", ".pt")
-# Defaults of the options that shape an output but are not plan options (they live in
-# qexport.encode.options; repeated here so that this module does not import numpy).
-ENCODE_DEFAULTS = {"pack": False, "word_bits": 32, "layout": "oihw", "ternary_pack": "planes"}
+# Defaults of the options that shape an output but are not plan options.
+ENCODE_DEFAULTS = {k: f.default for k, f in EncodeOptions.__dataclass_fields__.items()}
 
 
 def find_default_model(folder: str | os.PathLike = ".") -> Path:

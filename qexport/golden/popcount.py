@@ -17,6 +17,7 @@ import numpy as np
 from ..encode.options import EncodeOptions
 from ..errors import CannotHandle
 from ..model import QuantizedModel
+from ..quantize.intops import pair
 from .stages import Stage
 
 
@@ -30,10 +31,6 @@ def _patches(x_pm1: np.ndarray, kernel, stride, padding, layout: str) -> np.ndar
     order = (0, 2, 3, 1, 4, 5) if layout == "oihw" else (0, 2, 3, 4, 5, 1)
     n, c, ho, wo = win.shape[:4]
     return np.ascontiguousarray(win.transpose(order)).reshape(n, ho, wo, c * kh * kw)
-
-
-def _pair(v) -> tuple[int, int]:
-    return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
 
 
 def popcount_layer(qmodel: QuantizedModel, name: str, x: np.ndarray, encoding: EncodeOptions) -> list[Stage]:
@@ -56,7 +53,7 @@ def popcount_layer(qmodel: QuantizedModel, name: str, x: np.ndarray, encoding: E
     if codes.ndim == 4:
         if int(layer.attrs.get("groups", 1)) != 1:
             raise CannotHandle(f"layer {name}: golden popcount vectors support groups=1 convolutions only")
-        kernel, stride, padding = codes.shape[2:], _pair(layer.attrs["stride"]), _pair(layer.attrs["padding"])
+        kernel, stride, padding = codes.shape[2:], pair(layer.attrs["stride"]), pair(layer.attrs["padding"])
         patches = _patches(x_pm1, kernel, stride, padding, opts.layout)
         nn_, ho, wo, _ = patches.shape
         a_words, _ = pack.pack_binary(patches.reshape(-1, n), word_bits, "oihw")

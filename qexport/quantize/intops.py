@@ -50,7 +50,8 @@ def requantize(acc, m, s) -> np.ndarray:
     return (acc * m) >> s
 
 
-def _pair(v) -> tuple[int, int]:
+def pair(v) -> tuple[int, int]:
+    """(h, w) of a stride / padding given as one int or two."""
     return (int(v), int(v)) if np.ndim(v) == 0 else (int(v[0]), int(v[1]))
 
 
@@ -69,7 +70,7 @@ def int_conv2d(x, w_minus_z, b_q=None, stride=1, padding=0, groups: int = 1) -> 
     x, w = _int64(x, "x"), _int64(w_minus_z, "w_minus_z")
     n, c, _, _ = x.shape
     o, cg, kh, kw = w.shape
-    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    (sh, sw), (ph, pw) = pair(stride), pair(padding)
     if groups < 1 or c != cg * groups or o % groups:
         raise ValueError(f"channels do not fit groups={groups}: input {c}, weight {w.shape}")
     _check_range(x, w, cg * kh * kw)

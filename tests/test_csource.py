@@ -64,13 +64,13 @@ int main(int argc, char **argv)
 """
 
 
-def _host_run(ig: IntGraph, name: str, pixels: np.ndarray, folder: Path, tool: str) -> list[list[tuple]]:
-    """Generate, compile with `tool` (gcc: C99; g++: every file as C++11), run on `pixels`;
-    per image the (index, name, codes) the hook printed, then (-1, "output", codes)."""
+def _host_run(ig: IntGraph, name: str, pixels: np.ndarray, folder: Path, tool: str, extra=()) -> list[list[tuple]]:
+    """Generate, compile with `tool` (gcc: C99; g++: every file as C++11; `extra` flags added), run
+    on `pixels`; per image the (index, name, codes) the hook printed, then (-1, "output", codes)."""
     write_csource(ig, name, folder)
     (folder / "main.c").write_text(MAIN.replace("UNAME", name.upper()).replace("NAME", name))
     flags = [*GCC] if tool == "gcc" else [*GXX, "-x", "c++"]
-    compile_c([*flags, "-O1", "-o", "prog", "main.c", f"{name}_inference.c"], folder, tool)
+    compile_c([*flags, "-O1", *extra, "-o", "prog", "main.c", f"{name}_inference.c"], folder, tool)
     (folder / "images.bin").write_bytes(np.ascontiguousarray(pixels, np.uint8).tobytes())
     res = subprocess.run([str(folder / "prog"), "images.bin"], cwd=folder, capture_output=True, timeout=300)
     assert res.returncode == 0 and res.stderr == b"", res.stderr
@@ -380,8 +380,14 @@ def test_cortex_m4_objects(lenet_graph, mobilenet_graph, synthetic_graph, resnet
     assert params <= text < params + 8192 and data == 0
     assert plan_arena(ig).size <= bss <= plan_arena(ig).size + 16
     _arm_object(synthetic_graph[0], "syn", tmp_path)
-    text, data, bss = _arm_object(resnet_graph[0], "resnet", tmp_path)  # thresholds, PReLU
-    assert data == 0 and plan_arena(resnet_graph[0]).size <= bss <= plan_arena(resnet_graph[0]).size + 16
+    text, data, bss = _arm_object(resnet_graph[0], "resnet", tmp_path)  # thresholds, PReLU, packed binary convs
+    rg = resnet_graph[0]
+    shapes = {"input": rg.input_shape, **{n.name: n.output_shape for n in rg.nodes}}
+    packed = [shapes[n.inputs[0]] for n in rg.nodes if n.op == "conv2d" and n.attrs["zero_in"] == 1
+              and np.abs(n.arrays["w_minus_z"]).min() == 1]  # +1/-1 convs reading thresholds' sign codes
+    assert len(packed) == 16
+    ram = plan_arena(rg).size + max(4 * -(-c // 32) * h * w for c, h, w in packed)  # + qx_bits, a bit per code
+    assert data == 0 and ram <= bss <= ram + 16
     text, data, bss = _arm_object(mobilenet_graph[0], "mobilenet", tmp_path)
     assert data == 0 and plan_arena(mobilenet_graph[0]).size <= bss <= plan_arena(mobilenet_graph[0]).size + 16
 
@@ -455,35 +461,18 @@ def test_lenet_on_a_cortex_m4_in_qemu(lenet_graph, tmp_path):
     """arm-none-eabi-gcc -O2 bare metal (vector table, reset handler, rdimon semihosting), 8 real
     digits compiled in as a const array; QEMU mps2-an386 prints each digit's output codes and the
     sum of every node's codes: all equal run_integer, and the program exits 0."""
-    from cheader_support import C_DIR
-    from tools import require_tool
+    from qemu_support import images_header, run_on_cortex_m4
 
-    qemu = require_tool("qemu-system-arm")
     ig, x = lenet_graph
     x = x[:8]
     write_csource(ig, "lenet", tmp_path)
-    rows = ",\n".join("{" + ",".join(map(str, img.ravel().tolist())) + "}" for img in x)
-    (tmp_path / "digits.h").write_text(f"#define DIGITS {len(x)}\nstatic const uint8_t digits[DIGITS][784] = {{\n"
-                                       f"{rows}\n}};\n")  # fmt: skip
+    (tmp_path / "digits.h").write_text(images_header(x, "digits"))
     (tmp_path / "main.c").write_text(QEMU_MAIN)
-    cpu = ["-mcpu=cortex-m4", "-mthumb"]
-    warn = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
-    for src in ("lenet_inference.c", "main.c"):
-        compile_c([*cpu, *warn, "-pedantic", "-c", "-o", src[:-2] + ".o", src], tmp_path, "arm-none-eabi-gcc")
-    compile_c([*cpu, *warn, "-c", "-o", "startup.o", str(C_DIR / "cortex_m4_startup.c")], tmp_path,
-              "arm-none-eabi-gcc")  # fmt: skip
-    compile_c([*cpu, "--specs=rdimon.specs", "-nostartfiles", "-T", str(C_DIR / "cortex_m4.ld"), "-o", "prog.elf",
-               "startup.o", "main.o", "lenet_inference.o"], tmp_path, "arm-none-eabi-gcc")  # fmt: skip
-    try:
-        cmd = [qemu, "-M", "mps2-an386", "-nographic", "-semihosting-config", "enable=on,target=native",
-               "-kernel", "prog.elf"]  # fmt: skip
-        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    except subprocess.TimeoutExpired:
-        pytest.fail("qemu-system-arm did not finish within 120 s")
+    res = run_on_cortex_m4(tmp_path, ["lenet_inference.c", "main.c"])
     assert res.returncode == 0, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
     want = run_integer(ig, x)
     expected = []
     for i in range(len(x)):
         sums = " ".join(str(int(want[n.name][i].astype(np.int64).sum())) for n in ig.nodes)
         expected.append(f"image {i}: {' '.join(map(str, want[ig.output][i].tolist()))} sums: {sums}")
-    assert res.stdout.replace("\r\n", "\n").splitlines() == expected
+    assert res.stdout.splitlines() == expected

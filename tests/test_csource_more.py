@@ -19,7 +19,7 @@ import pytest
 from test_csource import _host_run, assert_bit_exact, mobilenet_graph, synthetic_graph  # noqa: F401 (fixtures)
 from test_integer_graph import INCEPTION
 
-from cheader_support import ARM, C_DIR, GCC, compile_c
+from cheader_support import ARM, GCC, compile_c
 from conftest import FIXTURES, LENET, run_cli
 from qexport.csource import generate, write_csource
 from qexport.csource.footprint import STACK_BOUND, footprint
@@ -28,6 +28,7 @@ from qexport.integer.calibrate import calibrate
 from qexport.integer.ir import IntGraph, IntNode, QTensor
 from qexport.integer.lower import lower
 from qexport.integer.run import run_integer
+from qemu_support import images_header, run_on_cortex_m4
 from tools import require_tool
 
 
@@ -173,29 +174,13 @@ def test_mobilenet_on_a_cortex_m4_in_qemu(mobilenet_graph, tmp_path):
     """MobileNetV1 (~3.2 M uint8 weight codes: fits the 4 MiB flash of tests/c/cortex_m4.ld) bare
     metal in QEMU mps2-an386 on 2 random images: the printed output codes equal run_integer and
     main's return value 3 is QEMU's exit status."""
-    qemu = require_tool("qemu-system-arm")
     ig, x = mobilenet_graph
     x = x[:2]
     write_csource(ig, "mnet", tmp_path)
-    rows = ",\n".join("{" + ",".join(map(str, img.ravel().tolist())) + "}" for img in x)
-    (tmp_path / "images.h").write_text(f"#define IMAGES {len(x)}\nstatic const uint8_t images[IMAGES][3072] = {{\n"
-                                       f"{rows}\n}};\n")  # fmt: skip
+    (tmp_path / "images.h").write_text(images_header(x))
     (tmp_path / "main.c").write_text(QEMU_MAIN)
-    cpu = ["-mcpu=cortex-m4", "-mthumb"]
-    warn = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
-    for src in ("mnet_inference.c", "main.c"):
-        compile_c([*cpu, *warn, "-pedantic", "-c", "-o", src[:-2] + ".o", src], tmp_path, "arm-none-eabi-gcc")
-    compile_c([*cpu, *warn, "-c", "-o", "startup.o", str(C_DIR / "cortex_m4_startup.c")], tmp_path,
-              "arm-none-eabi-gcc")  # fmt: skip
-    compile_c([*cpu, "--specs=rdimon.specs", "-nostartfiles", "-T", str(C_DIR / "cortex_m4.ld"), "-o", "prog.elf",
-               "startup.o", "main.o", "mnet_inference.o"], tmp_path, "arm-none-eabi-gcc")  # fmt: skip
-    cmd = [qemu, "-M", "mps2-an386", "-nographic", "-semihosting-config", "enable=on,target=native", "-kernel",
-           "prog.elf"]  # fmt: skip
-    try:
-        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    except subprocess.TimeoutExpired:
-        pytest.fail("qemu-system-arm did not finish within 300 s")
+    res = run_on_cortex_m4(tmp_path, ["mnet_inference.c", "main.c"], timeout=300)
     assert res.returncode == 3, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
     want = run_integer(ig, x)[ig.output]
     expected = [f"image {i}: {' '.join(map(str, want[i].ravel().tolist()))}" for i in range(len(x))]
-    assert res.stdout.replace("\r\n", "\n").splitlines() == expected
+    assert res.stdout.splitlines() == expected

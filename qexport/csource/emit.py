@@ -10,6 +10,7 @@ import numpy as np
 from ..errors import UsageError
 from ..integer.ir import IntGraph, IntNode
 from .arena import Arena, check_arena, plan_arena
+from .binary import POPCOUNT, conv_bin_kernel, hex_array, pack_weights, packable, sign_bin_kernel
 from .kernels import (CLAMP, GEOMETRY, OPS, RSHIFT, channel_zero, conv_kernel, conv_tag, sign_kernel, sign_tag,
                       threshold_kernel, threshold_tag)
 from .params import CTYPE_BYTES, c_array, narrowest, weight_codes
@@ -45,6 +46,7 @@ class Emitter:
         self.param_bytes = 0  # bytes of every static const parameter array and geometry struct
         self.kernels: dict[str, str] = {}
         self.calls: list[str] = []
+        self.bits_words = 0  # uint32 words of qx_bits, the packed layers' input scratch (0: none)
 
     def buf(self, name: str) -> str:
         return "input" if name == "input" else f"(qx_arena + {self.arena.offsets[name]})"
@@ -69,50 +71,81 @@ class Emitter:
         if mode not in ("requantize", "sign"):
             raise UsageError(f"node {n.name} ({n.op}): no C kernel for mode {mode!r}")
         sign = mode == "sign"
+        geom, pool = self.conv_geometry(n, sign)
+        if packable(self.g, n):
+            return self.packed(n, p, sign, geom, pool)
         wt, codes, zw = weight_codes(r["w_minus_z"])
         zoned = zw is not None
         acc = "int32_t" if a["acc_bits"] == 32 else "int64_t"
         w = self.array(p + "_w", wt, codes, f"{_comment(n.name)}: " + ("weight codes" if zoned else "w - Z_w"))
         if zoned:
             w += ", " + self.array(p + "_z", "int32_t", zw, "per-channel weight zero points")
-        shape_in = self.shapes[n.inputs[0]]
-        if n.op == "linear":
-            cout = n.output_shape[0]
-            geom = [shape_in[0], 1, 1, cout, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1]
-            pool = [1, 1, 1, 1, 1, 1]
-        else:
-            cin, h, wd = shape_in
-            cout, ho, wo = n.output_shape
-            kh, kw = codes.shape[2:]
-            if sign:  # the conv's own plane (the node's shape is the pooled one)
-                (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
-                ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-                wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-                pk, ps = a.get("pool_kernel", (1, 1)), a.get("pool_stride", (1, 1))
-                pool = [*pk, *ps, (ho - pk[0]) // ps[0] + 1, (wo - pk[1]) // ps[1] + 1]
-                if tuple(pool[4:]) != tuple(n.output_shape[1:]):
-                    raise UsageError(f"node {n.name} ({n.op}): pooled shape {tuple(pool[4:])} is not the node's "
-                                     f"{tuple(n.output_shape[1:])}")  # fmt: skip
-            geom = [cin, h, wd, cout, ho, wo, kh, kw, *a["stride"], *a["padding"], *a["dilation"], a["groups"]]
         if sign:
-            if "pool_kernel" in a and n.op == "linear":
-                raise UsageError(f"node {n.name} (linear): a pooled linear has no meaning")
             tt = narrowest(r["tau"], "int32_t")
             tag, zin = self.zero_in(n, p, sign_tag(wt, tt, acc, zoned), sign_kernel(wt, tt, acc, zoned))
-            t = self.array(p + "_t", tt, r["tau"], "tau")
-            f = self.array(p + "_f", "uint8_t", np.asarray(r["flip"]).astype(bool).astype(np.uint8), "flip")
-            pw = self.array(p + "_p", "int32_t", pool, "pool kernel h, w, stride h, w, pooled h, w")
-            geom += [0 if zin else a["zero_in"], 0, 0, 0]
-            self.geometry("qx_conv_geom", f"{p}_g", geom)
+            t, f, pw = self.sign_arrays(n, p, tt, pool)
+            self.geometry("qx_conv_geom", f"{p}_g", geom + [0 if zin else a["zero_in"], 0, 0, 0])
             return f"qx_conv_{tag}(&{p}_g, {zin}{pw}, {w}, {t}, {f}, {{x}}, {{y}})"
         bt = narrowest(r["b_q"], "int32_t")
         tag, zin = self.zero_in(n, p, conv_tag(wt, bt, acc, zoned), conv_kernel(wt, bt, acc, zoned))
-        b = self.array(p + "_b", bt, r["b_q"], "b_q")
-        m = self.array(p + "_m", "int32_t", r["m"], "m")
-        s = self.array(p + "_s", "uint8_t", r["s"], "s")
-        geom += [0 if zin else a["zero_in"], a["zero_out"], a["lo"], a["hi"]]
-        self.geometry("qx_conv_geom", f"{p}_g", geom)
+        b, m, s = self.requantize_arrays(n, p, bt)
+        self.geometry("qx_conv_geom", f"{p}_g", geom + [0 if zin else a["zero_in"], a["zero_out"], a["lo"], a["hi"]])
         return f"qx_conv_{tag}(&{p}_g, {zin}{w}, {b}, {m}, {s}, {{x}}, {{y}})"
+
+    def conv_geometry(self, n: IntNode, sign: bool) -> tuple[list[int], list[int]]:
+        """(qx_conv_geom's first 15 fields, the sign kernels' pool window) of a conv / linear."""
+        a, shape_in = n.attrs, self.shapes[n.inputs[0]]
+        if n.op == "linear":
+            if sign and "pool_kernel" in a:
+                raise UsageError(f"node {n.name} (linear): a pooled linear has no meaning")
+            return [shape_in[0], 1, 1, n.output_shape[0], 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]
+        cin, h, wd = shape_in
+        cout, ho, wo = n.output_shape
+        kh, kw = n.arrays["w_minus_z"].shape[2:]
+        pool = [1, 1, 1, 1, 1, 1]
+        if sign:  # the conv's own plane (the node's shape is the pooled one)
+            (sh, sw), (ph, pw), (dh, dw) = a["stride"], a["padding"], a["dilation"]
+            ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+            wo = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+            pk, ps = a.get("pool_kernel", (1, 1)), a.get("pool_stride", (1, 1))
+            pool = [*pk, *ps, (ho - pk[0]) // ps[0] + 1, (wo - pk[1]) // ps[1] + 1]
+            if tuple(pool[4:]) != tuple(n.output_shape[1:]):
+                raise UsageError(f"node {n.name} ({n.op}): pooled shape {tuple(pool[4:])} is not the node's "
+                                 f"{tuple(n.output_shape[1:])}")  # fmt: skip
+        return [cin, h, wd, cout, ho, wo, kh, kw, *a["stride"], *a["padding"], *a["dilation"], a["groups"]], pool
+
+    def sign_arrays(self, n: IntNode, p: str, tt: str, pool: list[int]) -> tuple[str, str, str]:
+        t = self.array(p + "_t", tt, n.arrays["tau"], "tau")
+        f = self.array(p + "_f", "uint8_t", np.asarray(n.arrays["flip"]).astype(bool).astype(np.uint8), "flip")
+        return t, f, self.array(p + "_p", "int32_t", pool, "pool kernel h, w, stride h, w, pooled h, w")
+
+    def requantize_arrays(self, n: IntNode, p: str, bt: str) -> tuple[str, str, str]:
+        return (self.array(p + "_b", bt, n.arrays["b_q"], "b_q"), self.array(p + "_m", "int32_t", n.arrays["m"], "m"),
+                self.array(p + "_s", "uint8_t", n.arrays["s"], "s"))  # fmt: skip
+
+    def packed(self, n: IntNode, p: str, sign: bool, geom: list[int], pool: list[int]) -> str:
+        """A +1/-1 layer on sign codes (qexport/csource/binary.py): its input packed into qx_bits,
+        one bit per weight, XNOR-popcount."""
+        a, r = n.attrs, n.arrays
+        words = pack_weights(r["w_minus_z"])
+        self.params.append(hex_array(p + "_w", words, f"{_comment(n.name)}: packed +1/-1 weights"))
+        self.param_bytes += 4 * words.size
+        cin, hw = geom[0], geom[1] * geom[2]
+        self.bits_words = max(self.bits_words, hw * words.shape[-1])
+        self.kernels.setdefault("binary", POPCOUNT)
+        pack = f"qx_pack_bits({cin}, {hw}, {{x}}, qx_bits);\n    "
+        if sign:
+            tt = narrowest(r["tau"], "int32_t")
+            fn, text = sign_bin_kernel(tt)
+            self.kernels.setdefault(fn, text)
+            t, f, pw = self.sign_arrays(n, p, tt, pool)
+            self.geometry("qx_conv_geom", f"{p}_g", geom + [1, 0, 0, 0])
+            return pack + f"{fn}(&{p}_g, {pw}, {p}_w, {t}, {f}, qx_bits, {{y}})"
+        fn, text = conv_bin_kernel(narrowest(r["b_q"], "int32_t"))
+        self.kernels.setdefault(fn, text)
+        b, m, s = self.requantize_arrays(n, p, narrowest(r["b_q"], "int32_t"))
+        self.geometry("qx_conv_geom", f"{p}_g", geom + [1, a["zero_out"], a["lo"], a["hi"]])
+        return pack + f"{fn}(&{p}_g, {p}_w, {b}, {m}, {s}, qx_bits, {{y}})"
 
     def zero_in(self, n: IntNode, p: str, tag: str, kernel: str) -> tuple[str, str]:
         """(kernel tag, extra argument): the input's per-channel zero points (a tuple zero_in, the
@@ -233,6 +266,7 @@ class Emitter:
             prelude, *kernels, "\n", *self.params, "\n",
             f"static const char *const qx_names[{N}_NODE_COUNT] = {{\n    {names}\n}};\n\n",
             f"static uint8_t qx_arena[{N}_ARENA_SIZE];\n",
+            f"static uint32_t qx_bits[{self.bits_words}]; /* the packed layers' input bits */\n" if self.bits_words else "",
             f"static {self.name}_hook qx_hook = 0;\n\n",
             f"void {self.name}_set_hook({self.name}_hook h)\n{{\n    qx_hook = h;\n}}\n\n",
             f"int {self.name}_run(const uint8_t *input, uint8_t *output)\n{{\n    int32_t i;\n", *run,
@@ -257,7 +291,9 @@ class Emitter:
             f"#define {N}_OUTPUT_ZERO_POINT {out.out.zero_point}\n"
             f"#define {N}_NODE_COUNT {len(self.g.nodes)}\n"
             f"/* bytes of the static arena holding every node's output, laid out by liveness */\n"
-            f"#define {N}_ARENA_SIZE {self.arena.size}\n\n"
+            f"#define {N}_ARENA_SIZE {self.arena.size}\n"
+            + (f"/* bytes of the static scratch the packed binary layers pack their input bits into */\n"
+               f"#define {N}_SCRATCH_SIZE {4 * self.bits_words}\n" if self.bits_words else "") + "\n"
             f"/* called after every node with its index, name and uint8 codes (n bytes, C order) */\n"
             f"typedef void (*{name}_hook)(int node, const char *name, const uint8_t *codes, size_t n);\n"
             f"void {name}_set_hook({name}_hook h);\n\n"

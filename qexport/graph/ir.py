@@ -56,7 +56,7 @@ def supported_text() -> str:
     return "supported: " + ", ".join(SUPPORTED_OPS) + " (dropped as no-ops: " + ", ".join(DROPPED_OPS) + ")"
 
 
-def _frozen(d: Mapping | None) -> Mapping:
+def _frozen(d: Mapping | None = None) -> Mapping:
     return MappingProxyType(dict(d or {}))
 
 

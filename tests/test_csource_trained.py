@@ -1,18 +1,20 @@
 """`qexport csource` on the five trained fixtures (fixtures/trained.py ARCHS, plans PLANS), calibrated
 on training digits like benchmarks/bench_accuracy.py: the C the CLI writes, compiled with gcc
-(C99) and g++ (C++11, every file as C++) at -Wall -Wextra -Werror -pedantic, run on real held-out
-digits, equals qexport.integer.run.run_integer at every node bit for bit (the hook dumps each
-node's codes); the same C built bare metal for a Cortex-M4 (arm-none-eabi-gcc, tests/c's start-up
-and linker script) runs under QEMU mps2-an386 and prints each digit's output codes and the sum of
-every node's codes, all equal to run_integer, and main's return value 3 is QEMU's exit status.
+(C99) and g++ (C++11, every file as C++) at -O2 -Wall -Wextra -Werror -pedantic, run on real
+held-out digits, equals qexport.integer.run.run_integer at every node bit for bit (the hook dumps
+each node's codes); VGG's and ResNet18's C uses the packed XNOR-popcount kernels.  The same C built
+bare metal for a Cortex-M4 (arm-none-eabi-gcc -O2, tests/qemu_support.py; VGG and ResNet18 fit
+the 4 MiB flash with their packed binary weights, TWN's 512 KiB arena the 4 MiB RAM) runs under
+QEMU mps2-an386 and prints each digit's output codes and the sum of every node's codes, all equal
+to run_integer, and main's return value 3 is QEMU's exit status.
 
 The graph run_integer executes is the one the CLI generated its C from (captured in the CLI's
 process); expected values come from run_integer (numpy int64), never from the C text.  Digits per
-network (held-out, spread over the set): LeNet 16, MobileNetV1 and TWN 8, VGG and ResNet18 4 on the
-host (their numpy graphs cost about a second per digit); under QEMU the first 16, 4, 4 of them
-(TWN takes about 12 s of emulation per digit, MobileNetV1 5 s); calibration digits as few as keep the
-file's runtime modest (the activation ranges differ from bench_accuracy's 256, which does not
-matter for bit-exactness)."""
+network (held-out, spread over the set): LeNet 16, MobileNetV1 and TWN 8, VGG and ResNet18 4 on
+the host (their numpy graphs cost about a second per digit); under QEMU the first 16, 4, 4, 2, 2
+of them (TWN takes about 12 s of emulation per digit, MobileNetV1 5 s); calibration digits as few
+as keep the file's runtime modest (the activation ranges differ from bench_accuracy's 256, which
+does not matter for bit-exactness)."""
 
 from __future__ import annotations
 
@@ -26,10 +28,10 @@ import pytest
 from click.testing import CliRunner
 from test_csource import MAIN
 
-from cheader_support import C_DIR, GCC, GXX, compile_c
+from cheader_support import GCC, GXX, compile_c
 from conftest import FIXTURES
+from qemu_support import images_header, run_on_cortex_m4
 from qexport.integer.run import run_integer
-from tools import require_tool
 
 sys.path.insert(0, str(FIXTURES))
 import trained  # noqa: E402
@@ -37,9 +39,6 @@ import trained  # noqa: E402
 # arch -> (held-out digits on the host, of which under QEMU, training digits to calibrate on)
 SAMPLES = {"lenet": (16, 16, 64), "mobilenet_v1": (8, 4, 64), "twn_nin_gc": (8, 4, 32),
            "vgg_cifar10_binary": (4, 2, 8), "resnet18_bnn": (4, 2, 8)}  # fmt: skip
-# VGG's and ResNet18's byte-per-weight binary layers exceed mps2-an386's 4 MiB code memory
-QEMU_ARCHS = ("lenet", "mobilenet_v1", "twn_nin_gc")
-BIG = ("vgg_cifar10_binary", "resnet18_bnn")  # megabytes of weights in the .c: -O1 keeps gcc's time down
 assert set(SAMPLES) == set(trained.ARCHS)
 
 
@@ -113,7 +112,9 @@ def test_trained_c_equals_run_integer_at_every_node_gcc_and_gxx(exported, arch, 
     out, ig, x, want = exported(arch)
     for node in ig.nodes:  # codes fit the uint8 the C stores (else the comparison below would wrap)
         assert want[node.name].min() >= 0 and want[node.name].max() <= 255, node.name
-    opt = "-O1" if arch in BIG else "-O2"
+    packed = "static void qx_pack_bits(" in (out / "net_inference.c").read_text()
+    assert packed == (arch in ("vgg_cifar10_binary", "resnet18_bnn"))  # their XNOR-popcount layers are run here
+    opt = "-O2"
     with ThreadPoolExecutor(2) as pool:  # the two builds side by side (VGG's .c takes ~10 s each)
         runs = {tool: pool.submit(_host_build_and_run, out, x, tmp_path / tool, tool, opt) for tool in ("gcc", "g++")}
         expected = _expected_dump(ig, want, len(x))
@@ -160,40 +161,19 @@ int main(void)
 """
 
 
-def _qemu_build(src: Path, x: np.ndarray, folder: Path) -> Path:
-    """The CLI's files + QEMU_MAIN + `x` as a const array, bare metal for mps2-an386."""
-    folder.mkdir()
-    for f in src.iterdir():
-        (folder / f.name).write_bytes(f.read_bytes())
-    rows = ",\n".join("{" + ",".join(map(str, img.ravel().tolist())) + "}" for img in x)
-    (folder / "digits.h").write_text(f"#define DIGITS {len(x)}\nstatic const uint8_t digits[DIGITS][NET_INPUT_SIZE] = "
-                                     f"{{\n{rows}\n}};\n")  # fmt: skip
-    (folder / "main.c").write_text(QEMU_MAIN)
-    cpu, warn = ["-mcpu=cortex-m4", "-mthumb"], ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
-    for c in ("net_inference.c", "main.c"):
-        compile_c([*cpu, *warn, "-pedantic", "-c", "-o", c[:-2] + ".o", c], folder, "arm-none-eabi-gcc")
-    compile_c([*cpu, *warn, "-c", "-o", "startup.o", str(C_DIR / "cortex_m4_startup.c")], folder, "arm-none-eabi-gcc")
-    compile_c([*cpu, "--specs=rdimon.specs", "-nostartfiles", "-T", str(C_DIR / "cortex_m4.ld"), "-o", "prog.elf",
-               "startup.o", "main.o", "net_inference.o"], folder, "arm-none-eabi-gcc")  # fmt: skip
-    return folder / "prog.elf"
-
-
-@pytest.mark.parametrize("arch", QEMU_ARCHS)
+@pytest.mark.parametrize("arch", trained.ARCHS)
 def test_trained_c_on_a_cortex_m4_in_qemu(exported, arch, tmp_path):
-    qemu = require_tool("qemu-system-arm")
     out, ig, x, want = exported(arch)
     n = SAMPLES[arch][1]
-    elf = _qemu_build(out, x[:n], tmp_path / "m4")
-    cmd = [qemu, "-M", "mps2-an386", "-nographic", "-semihosting-config", "enable=on,target=native", "-kernel",
-           str(elf)]  # fmt: skip
-    try:
-        res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    except subprocess.TimeoutExpired:
-        pytest.fail("qemu-system-arm did not finish within 600 s")
+    for f in out.iterdir():  # the CLI's files, as written
+        (tmp_path / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "digits.h").write_text(images_header(x[:n], "digits"))
+    (tmp_path / "main.c").write_text(QEMU_MAIN)
+    res = run_on_cortex_m4(tmp_path, ["net_inference.c", "main.c"], timeout=600)
     assert res.returncode == 3, (res.returncode, res.stdout[-2000:], res.stderr[-2000:])
     expected = []
     for i in range(n):
         codes = " ".join(map(str, want[ig.output][i].ravel().tolist()))
         sums = " ".join(str(int(want[node.name][i].astype(np.int64).sum())) for node in ig.nodes)
         expected.append(f"digit {i}: {codes} sums: {sums}")
-    assert res.stdout.replace("\r\n", "\n").splitlines() == expected
+    assert res.stdout.splitlines() == expected

@@ -95,16 +95,17 @@ def _host_build_and_run(src: Path, x: np.ndarray, folder: Path, tool: str, opt: 
     return res.stdout
 
 
-def _expected_dump(ig, want: dict, n: int) -> bytes:
-    """What MAIN prints when every node's codes are run_integer's: per digit, per node
-    "index hex(name) size\\n" + the codes, then the output record."""
+def _expected_dump(ig, want: dict, n: int) -> list[tuple[str, bytes]]:
+    """What MAIN prints when every node's codes are run_integer's: per digit, per node the record
+    "index hex(name) size\n" + the codes, then the output record; as (which, bytes) pairs."""
     out = []
     for i in range(n):
         for k, node in [*enumerate(ig.nodes), (-1, None)]:
             name, codes = ("output", want[ig.output][i]) if node is None else (node.name, want[node.name][i])
             codes = np.ascontiguousarray(codes, np.uint8).ravel()
-            out.append(f"{k} {name.encode().hex()} {codes.size}\n".encode() + codes.tobytes())
-    return b"".join(out)
+            record = f"{k} {name.encode().hex()} {codes.size}\n".encode() + codes.tobytes()
+            out.append((f"digit {i}, node {name}", record))
+    return out
 
 
 @pytest.mark.parametrize("arch", trained.ARCHS)
@@ -114,16 +115,18 @@ def test_trained_c_equals_run_integer_at_every_node_gcc_and_gxx(exported, arch, 
         assert want[node.name].min() >= 0 and want[node.name].max() <= 255, node.name
     packed = "static void qx_pack_bits(" in (out / "net_inference.c").read_text()
     assert packed == (arch in ("vgg_cifar10_binary", "resnet18_bnn"))  # their XNOR-popcount layers are run here
-    opt = "-O2"
-    with ThreadPoolExecutor(2) as pool:  # the two builds side by side (VGG's .c takes ~10 s each)
-        runs = {tool: pool.submit(_host_build_and_run, out, x, tmp_path / tool, tool, opt) for tool in ("gcc", "g++")}
-        expected = _expected_dump(ig, want, len(x))
+    with ThreadPoolExecutor(2) as pool:  # the two builds side by side
+        runs = {tool: pool.submit(_host_build_and_run, out, x, tmp_path / tool, tool, "-O2") for tool in ("gcc", "g++")}
+        records = _expected_dump(ig, want, len(x))
+        expected = b"".join(r for _, r in records)
         for tool, run in runs.items():
             got = run.result()
-            if got != expected:  # name the first node that differs
-                at = next(i for i, (a, b) in enumerate(zip(got, expected)) if a != b) if len(got) == len(expected) else 0
-                pytest.fail(f"{arch} {tool}: dump differs at byte {at} of {len(expected)} "
-                            f"(got {len(got)} bytes): ...{expected[max(0, at - 80):at + 8]!r}")  # fmt: skip
+            if got != expected:  # name the first record that differs
+                at = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected)))
+                ends = np.cumsum([len(r) for _, r in records])
+                which = records[min(int(np.searchsorted(ends, at, side="right")), len(records) - 1)][0]
+                pytest.fail(f"{arch} {tool}: the C's dump differs from run_integer's at {which} "
+                            f"(byte {at}; {len(got)} bytes printed, {len(expected)} expected)")  # fmt: skip
 
 
 QEMU_MAIN = r"""

@@ -6,17 +6,18 @@
 Per architecture, the trained fixture (fixtures/trained.py: checkpoint, plan PLANS) through
 qexport.csource.command.csource (what `qexport csource` runs), calibrated on the first
 --calibration training digits, run on the first --images held-out digits:
-* sizes: the generator's parameter bytes, arena bytes and stack bound (qexport.csource.footprint)
-  next to `arm-none-eabi-size` of the Cortex-M4 object built with
+* sizes: the generator's parameter bytes, arena bytes, packed-bit scratch bytes and stack bound
+  (qexport.csource.footprint) next to `arm-none-eabi-size` of the Cortex-M4 object built with
   `arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -Os -std=c99` (text = code + constants, bss = arena
-  + the hook pointer);
+  + scratch + the hook pointer);
 * throughput, in the same run: the C built with host gcc -O2 (one process running every image
   R times (about a second); its wall time minus that of a run of 0 repetitions: start-up and
   loading), the numpy int64 reference (qexport.integer.run.run_integer on the batch), the float
   network of the plan (qexport.integer.network.planned_network run by
   qexport.graph.execute.run_graph in float32 numpy) and the architecture's torch module forward
   with the fixture's weights (float32, one thread, torch.no_grad, batch of all images, pixel /
-  divisor as trained); inferences/s and ratios C / other.  Each timing is the median of 3 after a warm-up.
+  divisor as trained); inferences/s and ratios C / other.  Each timing: the median of 3 after a
+  warm-up.
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ def bench_arch(arch: str, n_images: int, n_cal: int, folder: Path) -> dict:
                                        **trained.plan_kw(arch))  # fmt: skip
     fp = footprint(igraph)
     row = {"arch": arch, "plan": " ".join(trained.PLANS[arch]), "nodes": len(igraph.nodes),
-           "parameter_bytes": fp.parameter_bytes, "arena_bytes": fp.arena_bytes, "stack_bound": fp.stack_bytes,
+           "parameter_bytes": fp.parameter_bytes, "arena_bytes": fp.arena_bytes, "scratch_bytes": fp.scratch_bytes,
+           "stack_bound": fp.stack_bytes,
            "images": n_images, "calibration_images": n_cal}  # fmt: skip
     if shutil.which("arm-none-eabi-gcc"):
         subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-Os", "-std=c99", "-c", "-o", "m4.o",
@@ -137,11 +139,12 @@ def bench_arch(arch: str, n_images: int, n_cal: int, folder: Path) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| network (plan) | nodes | parameters B | arena B | stack bound B | M4 -Os text B | M4 bss B |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| network (plan) | nodes | parameters B | arena B | bit scratch B | stack bound B | M4 -Os text B | "
+             "M4 bss B |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r['arch']} (`{r['plan']}`) | {r['nodes']} | {r['parameter_bytes']:,} | {r['arena_bytes']:,} | "
-                     f"{r['stack_bound']} | {r.get('m4_text', '-'):,} | {r.get('m4_bss', '-'):,} |")  # fmt: skip
+                     f"{r['scratch_bytes']:,} | {r['stack_bound']} | {r.get('m4_text', '-'):,} | "
+                     f"{r.get('m4_bss', '-'):,} |")  # fmt: skip
     lines += ["", "| network | C gcc -O2 inf/s | numpy int64 inf/s | C / numpy | float plan (numpy f32) inf/s | "
               "C / float plan | torch f32 inf/s | C / torch |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:

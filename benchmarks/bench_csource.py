@@ -3,17 +3,21 @@
     python benchmarks/bench_csource.py [--archs lenet,mobilenet_v1,...] [--images 8] [--json F] [--markdown F]
     python benchmarks/bench_csource.py --tiny      # LeNet, 2 images: what the smoke test runs
 
-Per architecture (qexport.models.build at the widths below, fixed-seed random weights: sizes and
-speed do not depend on the values; LeNet uses the bundled trained fixture when found), with the
-README's plans, calibrated on random images:
-* sizes: the generator's parameter bytes, arena bytes and stack bound (qexport.csource.footprint)
-  next to `arm-none-eabi-size` of the Cortex-M4 object built with -Os (text = code + constants,
-  bss = arena);
+Per architecture, the trained fixture (fixtures/trained.py: checkpoint, plan PLANS) through
+qexport.csource.command.csource (what `qexport csource` runs), calibrated on the first
+--calibration training digits, run on the first --images held-out digits:
+* sizes: the generator's parameter bytes, arena bytes, packed-bit scratch bytes and stack bound
+  (qexport.csource.footprint) next to `arm-none-eabi-size` of the Cortex-M4 object built with
+  `arm-none-eabi-gcc -mcpu=cortex-m4 -mthumb -Os -std=c99` (text = code + constants, bss = arena
+  + scratch + the hook pointer);
 * throughput, in the same run: the C built with host gcc -O2 (one process running every image
-  R times (about a second); its wall time minus that of a run of 0 repetitions: start-up and loading), the numpy int64 reference (qexport.integer.run.run_integer on the batch), and the
-  float network of the plan (qexport.integer.network.planned_network run by
+  R times (about a second); its wall time minus that of a run of 0 repetitions: start-up and
+  loading), the numpy int64 reference (qexport.integer.run.run_integer on the batch), the float
+  network of the plan (qexport.integer.network.planned_network run by
   qexport.graph.execute.run_graph in float32 numpy) and the architecture's torch module forward
-  (float32, torch.no_grad, batch of all images); inferences/s and ratios C / other.
+  with the fixture's weights (float32, one thread, torch.no_grad, batch of all images, pixel /
+  divisor as trained); inferences/s and ratios C / other.  Each timing: the median of 3 after a
+  warm-up.
 """
 
 from __future__ import annotations
@@ -32,14 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# arch -> (config, plan options, mean, std)
-ARCHS = {
-    "lenet": ({}, {"bits": 8}, "0.0", "1.0"),
-    "mobilenet_v1": ({"num_classes": 10}, {"bits": 8}, "0.5", "0.25"),
-    "vgg_cifar10_binary": ({"infl_ratio": 1, "classifier": "single"}, {"plan": "seed"}, "0.0", "1.0"),
-    "twn_nin_gc": ({}, {"bits": 2, "only": ("*",)}, "0.0", "1.0"),
-    "resnet18_bnn": ({"num_classes": 10}, {"bits": 1, "only": ("*",)}, "0.0", "1.0"),
-}
+sys.path.insert(0, str(ROOT / "fixtures"))
+import trained  # noqa: E402
 
 MAIN = r"""
 #include <stdio.h>
@@ -69,27 +67,6 @@ int main(int argc, char **argv)
 """
 
 
-def _state(arch: str, config: dict, folder: Path) -> Path:
-    import torch
-
-    from qexport.models import build
-
-    if arch == "lenet" and (ROOT / "fixtures" / "lenet_digits.pth").exists():
-        return ROOT / "fixtures" / "lenet_digits.pth"
-    torch.manual_seed(0)
-    model = build(arch, config)
-    state = model.state_dict()
-    gen = torch.Generator().manual_seed(1)
-    for key, value in state.items():  # BN statistics away from the identity, as a trained net has
-        if key.endswith("running_mean"):
-            value.copy_(torch.randn(value.shape, generator=gen) * 0.1)
-        elif key.endswith("running_var"):
-            value.copy_(torch.rand(value.shape, generator=gen) + 0.5)
-    path = folder / f"{arch}.pth"
-    torch.save(state, path)
-    return path
-
-
 def _seconds(fn, repeat: int = 3) -> float:
     """Median wall time of `repeat` calls after one warm-up call."""
     fn()
@@ -101,7 +78,7 @@ def _seconds(fn, repeat: int = 3) -> float:
     return float(np.median(times))
 
 
-def bench_arch(arch: str, n_images: int, folder: Path) -> dict:
+def bench_arch(arch: str, n_images: int, n_cal: int, folder: Path) -> dict:
     import torch
 
     from qexport.csource.command import csource
@@ -109,21 +86,21 @@ def bench_arch(arch: str, n_images: int, folder: Path) -> dict:
     from qexport.graph.execute import run_graph
     from qexport.integer.network import planned_network
     from qexport.integer.run import run_integer
-    from qexport.models import INPUT_SHAPES, build
+    from qexport.models import build
 
-    config, plan, mean, std = ARCHS[arch]
-    shape = INPUT_SHAPES[arch]
-    rng = np.random.default_rng(0)
-    np.save(folder / "cal.npy", rng.integers(0, 256, (16, *shape)).astype(np.uint8))
-    images = rng.integers(0, 256, (n_images, *shape)).astype(np.uint8)
-    ckpt = _state(arch, config, folder)
+    cal, cal_labels = trained.train_digits(arch)
+    np.savez(folder / "cal.npz", images=cal[:n_cal], labels=cal_labels[:n_cal])
+    images = trained.held_out(arch)[0][:n_images]
+    images = images[:, None] if images.ndim == 3 else images  # LeNet: one channel
+    ckpt = trained.checkpoint(arch, folder)
     out = folder / arch
-    files, igraph, qmodel, _ = csource(ckpt, out, "net", folder / "cal.npy", 16, None, mean, std, **dict(plan))
+    files, igraph, qmodel, _ = csource(ckpt, out, "net", folder / "cal.npz", n_cal, None, None, None,
+                                       **trained.plan_kw(arch))  # fmt: skip
     fp = footprint(igraph)
-    row = {"arch": arch, "plan": " ".join(f"--{k.replace('_', '-')} {' '.join(v) if isinstance(v, tuple) else v}"
-                                          for k, v in plan.items()),
-           "nodes": len(igraph.nodes), "parameter_bytes": fp.parameter_bytes, "arena_bytes": fp.arena_bytes,
-           "stack_bound": fp.stack_bytes, "images": n_images}  # fmt: skip
+    row = {"arch": arch, "plan": " ".join(trained.PLANS[arch]), "nodes": len(igraph.nodes),
+           "parameter_bytes": fp.parameter_bytes, "arena_bytes": fp.arena_bytes, "scratch_bytes": fp.scratch_bytes,
+           "stack_bound": fp.stack_bytes,
+           "images": n_images, "calibration_images": n_cal}  # fmt: skip
     if shutil.which("arm-none-eabi-gcc"):
         subprocess.run(["arm-none-eabi-gcc", "-mcpu=cortex-m4", "-mthumb", "-Os", "-std=c99", "-c", "-o", "m4.o",
                         "net_inference.c"], cwd=out, check=True)  # fmt: skip
@@ -142,9 +119,17 @@ def bench_arch(arch: str, n_images: int, folder: Path) -> dict:
     c_time = max(_seconds(c_run(reps)) - _seconds(c_run(0)), 1e-9) / reps  # minus start-up and loading
     np_time = _seconds(lambda: run_integer(igraph, images))
     graph, state = planned_network(qmodel)
-    x = (images.astype(np.float32) / 255 - float(mean)) / float(std)
+    x = images.astype(np.float32) / trained.INPUT_DIVISOR[arch]  # the fixtures' input: no mean/std
     plan_time = _seconds(lambda: run_graph(graph, state, x, np.float32))
-    module = build(arch, config)
+    if arch == "lenet":
+        module = build("lenet", {})
+        module.load_state_dict(torch.load(ckpt, weights_only=True))
+    else:
+        config = json.loads((ROOT / "fixtures" / f"{arch}_digits.json").read_text())["config"]
+        module = build(arch, config)
+        module.load_state_dict({k: torch.from_numpy(v) for k, v in trained.state_arrays(arch).items()})
+    module.eval()
+    torch.set_num_threads(1)  # like the C and numpy: one thread (the machine is shared)
     tx = torch.from_numpy(x)
     with torch.no_grad():
         torch_time = _seconds(lambda: module(tx))
@@ -154,11 +139,12 @@ def bench_arch(arch: str, n_images: int, folder: Path) -> dict:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| network (plan) | nodes | parameters B | arena B | stack bound B | M4 -Os text B | M4 bss B |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["| network (plan) | nodes | parameters B | arena B | bit scratch B | stack bound B | M4 -Os text B | "
+             "M4 bss B |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         lines.append(f"| {r['arch']} (`{r['plan']}`) | {r['nodes']} | {r['parameter_bytes']:,} | {r['arena_bytes']:,} | "
-                     f"{r['stack_bound']} | {r.get('m4_text', '-'):,} | {r.get('m4_bss', '-'):,} |")  # fmt: skip
+                     f"{r['scratch_bytes']:,} | {r['stack_bound']} | {r.get('m4_text', '-'):,} | "
+                     f"{r.get('m4_bss', '-'):,} |")  # fmt: skip
     lines += ["", "| network | C gcc -O2 inf/s | numpy int64 inf/s | C / numpy | float plan (numpy f32) inf/s | "
               "C / float plan | torch f32 inf/s | C / torch |", "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
@@ -171,8 +157,9 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--archs", default=",".join(ARCHS))
-    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--archs", default=",".join(trained.ARCHS))
+    ap.add_argument("--images", type=int, default=8, help="held-out digits timed (default 8)")
+    ap.add_argument("--calibration", type=int, default=16, help="training digits to calibrate on (default 16)")
     ap.add_argument("--tiny", action="store_true", help="LeNet, 2 images (the smoke test)")
     ap.add_argument("--json")
     ap.add_argument("--markdown")
@@ -181,7 +168,9 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for arch in archs:
-            rows.append(bench_arch(arch, n, Path(tmp)))
+            folder = Path(tmp) / arch
+            folder.mkdir()
+            rows.append(bench_arch(arch, n, args.calibration, folder))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # kept if a later network is interrupted
     text = markdown(rows)
     print(text)

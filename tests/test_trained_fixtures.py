@@ -106,6 +106,27 @@ def test_stored_codes_are_the_codes_qexport_gives(tmp_path, arch):
                 assert np.array_equal(state[key][c], codes[c].astype(np.float32) * alpha[c]), key
 
 
+def test_int8_weights_follow_the_documented_formula():
+    """`k:q8` + `k:scale`: scale_c = max|w_c| / 127 (1 for an all-zero channel), codes round half to
+    even; MobileNetV1's conv/linear weights are stored so and state_arrays gives codes * scale_c."""
+    codes, scale = trained.quantize_int8(np.array([[0.5, -1.0, 0.25], [0.0, 0.0, 0.0]], np.float32))
+    assert codes.dtype == np.int8 and scale.dtype == np.float32
+    assert codes.tolist() == [[64, -127, 32], [0, 0, 0]]  # 0.5 * 127 = 63.5 -> 64, 31.75 -> 32
+    assert scale.tolist() == [np.float32(1.0) / np.float32(127), 1.0]
+    state = trained.state_arrays("mobilenet_v1")
+    with np.load(trained.fixture_path("mobilenet_v1")) as z:
+        stored = [n.rpartition(":")[0] for n in z.files if n.endswith(":q8")]
+        weights = [k for k, v in state.items() if k.endswith(".weight") and v.ndim >= 2]
+        assert stored == weights and len(stored) == 28 and not any(f"{k}:f16" in z.files for k in stored)
+        for key in stored:
+            q, s = z[f"{key}:q8"], z[f"{key}:scale"]
+            assert q.dtype == np.int8 and s.dtype == np.float32 and s.shape == (state[key].shape[0],)
+            peak = np.abs(q.reshape(len(s), -1).astype(np.int64)).max(axis=1)
+            assert ((peak == 127) | ((peak == 0) & (s == 1))).all(), key
+            want = q.reshape(len(s), -1).astype(np.float64) * s[:, None].astype(np.float64)
+            np.testing.assert_allclose(state[key].reshape(len(s), -1), want, rtol=2 ** -23, atol=0, err_msg=key)
+
+
 @pytest.mark.parametrize("arch", ["mobilenet_v1"])
 def test_recorded_accuracies_are_those_of_the_stored_checkpoints(arch):
     """Recompute the float top-1 of the stored checkpoint on all held-out digits and compare with

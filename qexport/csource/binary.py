@@ -55,23 +55,16 @@ static int32_t qx_bin_acc(const qx_conv_geom *g, const uint32_t *wb, const uint3
                           int32_t ox)
 {
     const int32_t words = (g->cin + 31) / 32;
-    int32_t ky, kx, j, inside = 0, differ = 0;
-    for (ky = 0; ky < g->kh; ky++) {
-        const int32_t iy = oy * g->sh - g->ph + ky * g->dh;
-        if (iy < 0 || iy >= g->h)
-            continue; /* padding holds Z_x: it contributes 0 */
-        for (kx = 0; kx < g->kw; kx++) {
-            const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
-            const uint32_t *xp = xb + (iy * g->w + ix) * words;
+    const qx_window v = qx_window_at(g, oy, ox);
+    int32_t ky, kx, j, differ = 0;
+    for (ky = v.ky0; ky < v.ky1; ky++)
+        for (kx = v.kx0; kx < v.kx1; kx++) {
+            const uint32_t *xp = xb + ((v.iy + ky * g->dh) * g->w + v.ix + kx * g->dw) * words;
             const uint32_t *wp = wb + ((o * g->kh + ky) * g->kw + kx) * words;
-            if (ix < 0 || ix >= g->w)
-                continue;
             for (j = 0; j < words; j++)
                 differ += qx_popcount(xp[j] ^ wp[j]);
-            inside++;
         }
-    }
-    return inside * g->cin - 2 * differ;
+    return (v.ky1 - v.ky0) * (v.kx1 - v.kx0) * g->cin - 2 * differ;
 }
 """
 

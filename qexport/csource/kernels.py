@@ -43,28 +43,50 @@ typedef struct {
 } qx_pool_geom;
 """
 
+WINDOW = r"""
+/* the kernel rows ky0..ky1-1 and columns kx0..kx1-1 that land inside the plane at conv position
+   (oy, ox) (padding holds Z_x: the others contribute 0), and the input row / column of ky = kx = 0 */
+typedef struct {
+    int32_t ky0, ky1, kx0, kx1, iy, ix;
+} qx_window;
+
+static qx_window qx_window_at(const qx_conv_geom *g, int32_t oy, int32_t ox)
+{
+    qx_window v;
+    v.iy = oy * g->sh - g->ph;
+    v.ix = ox * g->sw - g->pw;
+    v.ky0 = 0;
+    v.ky1 = g->kh;
+    v.kx0 = 0;
+    v.kx1 = g->kw;
+    while (v.ky0 < v.ky1 && v.iy + v.ky0 * g->dh < 0)
+        v.ky0++;
+    while (v.ky1 > v.ky0 && v.iy + (v.ky1 - 1) * g->dh >= g->h)
+        v.ky1--;
+    while (v.kx0 < v.kx1 && v.ix + v.kx0 * g->dw < 0)
+        v.kx0++;
+    while (v.kx1 > v.kx0 && v.ix + (v.kx1 - 1) * g->dw >= g->w)
+        v.kx1--;
+    return v;
+}
+"""
+
 ACC = r"""
 /* acc = sum (x - Z_x)(w - Z_w) over one output channel's window at conv position (oy, ox): xg its
-   group's cg input planes, wo its cg x kh x kw weights; padding holds Z_x, so only the plane's
-   positions are visited */
+   group's cg input planes, wo its cg x kh x kw weights; only the plane's positions are visited */
 static {acc} qx_acc_{tag}(const qx_conv_geom *g, int32_t cg,{zinparam} const {wt} *wo,{zparam} const uint8_t *xg,
                        int32_t oy, int32_t ox)
 {
     int32_t c, ky, kx;
+    const qx_window v = qx_window_at(g, oy, ox);
     {acc} acc = 0;
     for (c = 0; c < cg; c++) {
         const uint8_t *xc = xg + c * g->h * g->w;
         const {wt} *wc = wo + c * g->kh * g->kw;
-        for (ky = 0; ky < g->kh; ky++) {
-            const int32_t iy = oy * g->sh - g->ph + ky * g->dh;
-            if (iy < 0 || iy >= g->h)
-                continue;
-            for (kx = 0; kx < g->kw; kx++) {
-                const int32_t ix = ox * g->sw - g->pw + kx * g->dw;
-                if (ix < 0 || ix >= g->w)
-                    continue;
-                acc += ({acc})((int32_t)xc[iy * g->w + ix] - {zin}) * ({acc}){wexpr};
-            }
+        for (ky = v.ky0; ky < v.ky1; ky++) {
+            const uint8_t *row = xc + (v.iy + ky * g->dh) * g->w;
+            for (kx = v.kx0; kx < v.kx1; kx++)
+                acc += ({acc})((int32_t)row[v.ix + kx * g->dw] - {zin}) * ({acc}){wexpr};
         }
     }
     return acc;

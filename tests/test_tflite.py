@@ -279,18 +279,6 @@ def test_logistic_and_tanh_of_every_int8_code_equal_tflm(op):
         assert np.abs(want.astype(np.int64) - exact).max() <= 1, (op, scale, zero)
 
 
-def test_grouped_conv_is_refused_naming_the_node(tmp_path):
-    sys.path.insert(0, str(ZOO.parent))
-    import graph_zoo
-
-    torch.manual_seed(0)
-    torch.save(graph_zoo.NIN(groups=2).state_dict(), tmp_path / "g.pth")
-    with pytest.raises(PlanError, match=r"^node \S+ \((channel_shuffle|conv2d)\): "):
-        export(tmp_path, tmp_path / "g.pth", "g", bits=8, model_def=f"{ZOO}:NIN(groups=2)",
-               calibration_data=str(DIGITS), calibration_samples=16)  # fmt: skip
-    assert not (tmp_path / "g.tflite").exists()
-
-
 def cli(*args, cwd, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent), **(env_extra or {})}
     return subprocess.run([sys.executable, "-m", "qexport.cli", *map(str, args)], cwd=cwd, env=env,

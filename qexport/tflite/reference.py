@@ -32,7 +32,7 @@ def _conv(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarray
     w = op.arrays["weight"].astype(np.int64)
     depthwise = op.op == "DEPTHWISE_CONV_2D"
     w = w.transpose(3, 0, 1, 2) if depthwise else w.transpose(0, 3, 1, 2)  # back to OIHW for the sum
-    groups = xt.shape[-1] if depthwise else 1
+    groups = xt.shape[-1] if depthwise else xt.shape[-1] // w.shape[1]  # grouped CONV_2D: I / filter depth
     xc = _nchw(x.astype(np.int64) - xt.zero_point)  # padding then adds 0: TFLM skips those taps
     acc = conv2d(xc, w, op.arrays["bias"].astype(np.int64), op.attrs["stride"], op.attrs["torch_padding"],
                  op.attrs["dilation"], groups)  # fmt: skip
@@ -87,13 +87,17 @@ def _table(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarra
     return table[x.astype(np.int64) + 128]
 
 
+def _transpose(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarray:
+    return x.transpose(*op.arrays["perm"])  # perm includes the batch axis, as in the file
+
+
 def _reshape(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarray:
     return x.reshape(x.shape[0], *out.shape)
 
 
 KERNELS = {"CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fully_connected,
            "AVERAGE_POOL_2D": _average_pool, "MAX_POOL_2D": _max_pool, "QUANTIZE": _quantize, "PAD": _pad,
-           "RESHAPE": _reshape, "LOGISTIC": _table, "TANH": _table}  # fmt: skip
+           "RESHAPE": _reshape, "TRANSPOSE": _transpose, "LOGISTIC": _table, "TANH": _table}  # fmt: skip
 
 
 def model_input(tgraph: TflGraph, pixels: np.ndarray) -> np.ndarray:

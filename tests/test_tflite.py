@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from conftest import LENET, digits_test_split, make_state
 from tools import unavailable
 
-from qexport.errors import PlanError
 from qexport.tflite.arith import (quantize_multiplier, requantize, rounding_divide_by_pot,
                                   saturating_rounding_doubling_high_mul)  # fmt: skip
 

@@ -10,6 +10,7 @@ line, exit 1, no file."""
 from __future__ import annotations
 
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -158,6 +159,10 @@ def check_header_against_tflite(tmp_path: Path, header: Path, tflite: Path, pref
 def test_lenet_header_arrays_equal_the_tflite_buffers(tmp_path):
     header, tflite = export_pair(tmp_path, "--bits", "8", LENET)
     assert check_header_against_tflite(tmp_path, header, tflite, "lenet") == 5
+    (tmp_path / "again").mkdir()  # same options, another hash seed: the same bytes
+    r = run_cli("cheader", "--arithmetic", "tflite", "--bits", "8", LENET, *CAL, "-o", "m.h", cwd=tmp_path / "again",
+                env={**os.environ, "PYTHONHASHSEED": "99"})  # fmt: skip
+    assert r.returncode == 0 and (tmp_path / "again" / "m.h").read_bytes() == header.read_bytes(), r.stderr
 
 
 def test_depthwise_grouped_and_padded_layers_equal_the_tflite_buffers(tmp_path):

@@ -81,8 +81,8 @@ def header_lines(tgraph: TflGraph, qmodel, header_name: str, prefix: str, align:
             f'#define QEXPORT_SECTION __attribute__((section("{section}")))' if section else "#define QEXPORT_SECTION",
             "#endif", ""]  # fmt: skip
     first, last = tgraph.tensors[tgraph.input], tgraph.tensors[tgraph.output]
-    top += [f"#define {upper}_INPUT_SCALE {float(first.scale)!r}f", f"#define {upper}_INPUT_ZERO_POINT {_literal(first.zero_point)}",
-            f"#define {upper}_OUTPUT_SCALE {float(last.scale)!r}f", f"#define {upper}_OUTPUT_ZERO_POINT {_literal(last.zero_point)}"]  # fmt: skip
+    for label, t in (("INPUT", first), ("OUTPUT", last)):
+        top += [f"#define {upper}_{label}_SCALE {float(t.scale)!r}f", f"#define {upper}_{label}_ZERO_POINT {_literal(t.zero_point)}"]
     yield ("\n".join(top) + "\n").encode("ascii")
     names: set[str] = set()
     layers = [op for op in tgraph.ops if op.op in WEIGHTED]

@@ -38,7 +38,7 @@ def sign_is_exact(graph: Graph, node: Node) -> bool:
 def fold_ternary_bn(graph: Graph, state: dict, qmodel) -> tuple[Graph, dict, dict]:
     """(graph, state, {weight name: (codes int8 {-1,0,1}, scale float32)}) with each BN that follows a
     ternary conv (its only user) folded into it: w k_c, (b - mu) k_c + beta, k_c = gamma / sqrt(var + eps).
-    The codes are the plan's ternary codes times sign(k_c); the scale alpha_c |k_c| (alpha_c where k_c = 0)."""
+    The codes are the plan's ternary codes times sign(k_c); the scale alpha_c |k_c| (alpha_c where k_c = 0, 1 where that is 0)."""
     ternary = {q.weight: q for q in qmodel.layers if q.weight and q.scheme == "ternary"}
     state, codes = dict(state), {}
     for node in list(graph.nodes):
@@ -68,6 +68,7 @@ def fold_ternary_bn(graph: Graph, state: dict, qmodel) -> tuple[Graph, dict, dic
                                                else n for n in graph.nodes))  # fmt: skip
         signs = np.where(k < 0, -1, 1).astype(np.int8)
         scale = np.where(k != 0, alpha * np.abs(k), alpha)
+        scale = np.where(scale > 0, scale, 1.0)  # an all-zero channel (alpha 0): codes 0, any positive scale
         codes[w_name] = ((t * signs.reshape(col)).astype(np.int8), scale.astype(np.float32))
     return graph, state, codes
 

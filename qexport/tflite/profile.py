@@ -54,7 +54,7 @@ def refuse_binarized(graph) -> None:
 class TfliteLowering(TernaryOps):
     def __init__(self, qmodel: QuantizedModel, cal: Calibration, input_type: str):
         self.cal, self.input_type = cal, input_type
-        self.graph, self.state, self.ternary = fold_ternary_bn(*planned_network(qmodel), qmodel)
+        self.graph, self.state, self.ternary, self.folded_bn = fold_ternary_bn(*planned_network(qmodel), qmodel)
         refuse_binarized(self.graph)
         self.sign_gain: dict[str, float] = {}  # a tensor holding eps * sign(z) -> eps (ternary.py)
         self.users: dict[str, list[Node]] = {n.name: [] for n in self.graph.nodes}
@@ -151,7 +151,8 @@ class TfliteLowering(TernaryOps):
         if op == "DEPTHWISE_CONV_2D":
             attrs["depth_multiplier"] = w.shape[0] // cin
         arrays = {"weight": codes.transpose(layout), "weight_scale": w_scale, "bias": b_q}
-        self.emit(op, (x_name,), out, (node.name, last.name), attrs, arrays)
+        covers = tuple(dict.fromkeys((node.name, *self.folded_bn.get(node.name, ()), last.name)))  # the BN too
+        self.emit(op, (x_name,), out, covers, attrs, arrays)
         return (last.name,)
 
     op_binary_conv2d = op_linear = op_binary_linear = op_conv2d

@@ -35,12 +35,13 @@ def sign_is_exact(graph: Graph, node: Node) -> bool:
             and all(u.op in LINEAR_OPS and not u.attrs.get("binarize_input") for u in users))  # fmt: skip
 
 
-def fold_ternary_bn(graph: Graph, state: dict, qmodel) -> tuple[Graph, dict, dict]:
-    """(graph, state, {weight name: (codes int8 {-1,0,1}, scale float32)}) with each BN that follows a
+def fold_ternary_bn(graph: Graph, state: dict, qmodel) -> tuple[Graph, dict, dict, dict]:
+    """(graph, state, {weight name: (codes int8 {-1,0,1}, scale float32)}, {conv: the BN folded into it})
+    with each BN that follows a
     ternary conv (its only user) folded into it: w k_c, (b - mu) k_c + beta, k_c = gamma / sqrt(var + eps).
     The codes are the plan's ternary codes times sign(k_c); the scale alpha_c |k_c| (alpha_c where k_c = 0, 1 where that is 0)."""
     ternary = {q.weight: q for q in qmodel.layers if q.weight and q.scheme == "ternary"}
-    state, codes = dict(state), {}
+    state, codes, folded = dict(state), {}, {}
     for node in list(graph.nodes):
         w_name = node.params.get("weight")
         if w_name not in ternary:
@@ -56,6 +57,7 @@ def fold_ternary_bn(graph: Graph, state: dict, qmodel) -> tuple[Graph, dict, dic
                 k, shift = k * state[p["weight"]], shift * state[p["weight"]] + state[p["bias"]]
             bias = bias * k + shift
             graph = without_node(graph, bn.name)
+            folded[node.name] = (bn.name,)
         q = ternary[w_name]
         t = np.asarray(qmodel.tensor(w_name).data, np.int8)
         col = (-1,) + (1,) * (t.ndim - 1)
@@ -70,7 +72,7 @@ def fold_ternary_bn(graph: Graph, state: dict, qmodel) -> tuple[Graph, dict, dic
         scale = np.where(k != 0, alpha * np.abs(k), alpha)
         scale = np.where(scale > 0, scale, 1.0)  # an all-zero channel (alpha 0): codes 0, any positive scale
         codes[w_name] = ((t * signs.reshape(col)).astype(np.int8), scale.astype(np.float32))
-    return graph, state, codes
+    return graph, state, codes, folded
 
 
 class TernaryOps:

@@ -38,6 +38,12 @@ def write_report(qmodel: QuantizedModel, path: str) -> None:
         fh.write("\n")
 
 
+def _no_paths(options: dict) -> dict:
+    """A calibration file by its name only in the provenance (no absolute paths in outputs)."""
+    data = options.get("calibration_data")
+    return {**options, "calibration_data": Path(data).name} if data else options
+
+
 def export(writer_name: str, model_path=None, output=None, *, writer_options: dict | None = None, **plan_kw):
     """Run one export end to end; returns (the paths written, main one first; the EncodedModel
     written: the QuantizedModel's arrays as arranged for this writer)."""
@@ -51,7 +57,7 @@ def export(writer_name: str, model_path=None, output=None, *, writer_options: di
     out = Path(output) if output else default_output(writer, model_path)
     writer_defaults = {p.name: p.default for p in writer.options}
     prepared = prepare(model_path, command=writer.name, plan_kw=plan_kw, outputs=(out,),
-                       needs_graph=writer.needs_graph, text_kw={**plan_kw, **(writer_options or {})},
+                       needs_graph=writer.needs_graph, text_kw={**plan_kw, **_no_paths(writer_options or {})},
                        text_defaults=writer_defaults)  # fmt: skip
     encoded = arrange(prepared.quantized, encoding)
     written = writer.write(encoded, out, **(writer_options or {}))

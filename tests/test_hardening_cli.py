@@ -601,3 +601,56 @@ def test_deterministic_across_runs(case, checkpoint, cifar_src, tmp_path):
         blob = b"".join(v for v in outputs.values() if v) + (r.stdout + r.stderr).encode()
         assert str(tmp_path).encode() not in blob  # no absolute path of where it ran
     assert results[0] == results[1]
+
+
+# ------------------------------------------------------------------------------------------------
+# tflite (README "TFLite"): bad checkpoint, bad calibration data, a network with no int8 form
+
+DIGITS = Path(__file__).resolve().parent.parent / "fixtures" / "digits_test.npz"
+
+
+def tflite_args(model, out, calibration=DIGITS) -> list[str]:
+    return ["tflite", "--bits", "8", str(model), "--calibrate", str(calibration), "--calibration-samples", "16",
+            "-o", str(out)]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["missing", "random", "payload", "nonfinite"])
+def test_tflite_bad_model_file(kind, bad, tmp_path):
+    model = bad["files"][kind]
+    error_line(run_cli(*tflite_args(model, tmp_path / "m.tflite")), model.name, *BAD_INPUT[kind])
+    assert not bad["marker"].exists(), "a checkpoint ran code"
+    assert list(tmp_path.iterdir()) == []
+
+
+def _bad_calibration(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    d = tmp_path / "cal"
+    d.mkdir()
+    (d / "random.npy").write_bytes(np.random.default_rng(2).integers(0, 256, 100, dtype=np.uint8).tobytes())
+    (d / "empty.npz").touch()
+    np.save(d / "flat.npy", np.zeros((4, 7), np.uint8))
+    np.save(d / "float.npy", np.full((4, 28, 28), np.nan))
+    return {"missing": (d / "missing.npz", "no such file"), "random": (d / "random.npy", "unknown data format"),
+            "empty": (d / "empty.npz", "unknown data format"), "flat": (d / "flat.npy", "2-D array"),
+            "float": (d / "float.npy", "must be uint8")}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["missing", "random", "empty", "flat", "float"])
+def test_tflite_bad_calibration_data(kind, tmp_path):
+    path, says = _bad_calibration(tmp_path)[kind]
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    error_line(run_cli(*tflite_args(LENET, out_dir / "m.tflite", path)), path.name, says)
+    assert list(out_dir.iterdir()) == []
+
+
+def test_tflite_refuses_a_binarized_network_naming_the_node(tmp_path):
+    from conftest import make_state
+
+    torch.save(make_state("resnet18_bnn", {"num_classes": 10}), tmp_path / "r.pth")
+    np.save(tmp_path / "cal.npy", np.random.default_rng(0).integers(0, 256, (4, 3, 32, 32)).astype(np.uint8))
+    out = tmp_path / "out"
+    out.mkdir()
+    line = error_line(run_cli("tflite", "--plan", "seed", tmp_path / "r.pth", "--calibrate", tmp_path / "cal.npy",
+                              "-o", out / "r.tflite"))  # fmt: skip
+    assert line.startswith("Error: node ") and "binarized activations" in line and "no int8 TFLite form" in line, line
+    assert list(out.iterdir()) == []

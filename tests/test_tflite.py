@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from conftest import LENET, digits_test_split, make_state
 from tools import unavailable
 
-from qexport.errors import PlanError
 from qexport.tflite.arith import (quantize_multiplier, requantize, rounding_divide_by_pot,
                                   saturating_rounding_doubling_high_mul)  # fmt: skip
 
@@ -277,18 +276,6 @@ def test_logistic_and_tanh_of_every_int8_code_equal_tflm(op):
         # and the fixed-point result is the function itself, in float64, within one output step
         exact = np.clip(np.round(f(x.scale * (codes - zero)) / out_scale) + out_zero, -128, 127)
         assert np.abs(want.astype(np.int64) - exact).max() <= 1, (op, scale, zero)
-
-
-def test_grouped_conv_is_refused_naming_the_node(tmp_path):
-    sys.path.insert(0, str(ZOO.parent))
-    import graph_zoo
-
-    torch.manual_seed(0)
-    torch.save(graph_zoo.NIN(groups=2).state_dict(), tmp_path / "g.pth")
-    with pytest.raises(PlanError, match=r"^node \S+ \((channel_shuffle|conv2d)\): "):
-        export(tmp_path, tmp_path / "g.pth", "g", bits=8, model_def=f"{ZOO}:NIN(groups=2)",
-               calibration_data=str(DIGITS), calibration_samples=16)  # fmt: skip
-    assert not (tmp_path / "g.tflite").exists()
 
 
 def cli(*args, cwd, env_extra=None):

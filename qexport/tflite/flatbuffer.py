@@ -103,6 +103,8 @@ def _options(fb, op: TflOp):
         return fb.BuiltinOptions.ReshapeOptions, o
     if op.op == "PAD":
         return fb.BuiltinOptions.PadOptions, fb.PadOptionsT()
+    if op.op == "TRANSPOSE":
+        return fb.BuiltinOptions.TransposeOptions, fb.TransposeOptionsT()
     return fb.BuiltinOptions.NONE, None
 
 
@@ -123,6 +125,9 @@ def _constants(b: _Builder, op: TflOp, x: TflTensor) -> list[int]:
         return [w, bias]
     if op.op == "PAD":
         return [b.tensor(f"{owner}.paddings", (4, 2), fb.TensorType.INT32, data=arr["paddings"].astype("<i4"))]
+    if op.op == "TRANSPOSE":
+        perm = arr["perm"].astype("<i4")
+        return [b.tensor(f"{op.output}.perm", perm.shape, fb.TensorType.INT32, data=perm)]
     if op.op == "RESHAPE":
         shape = np.asarray(op.attrs["shape"], "<i4")
         return [b.tensor(f"{owner}.shape", shape.shape, fb.TensorType.INT32, data=shape)]

@@ -24,6 +24,7 @@ from ..model import QuantizedModel
 from .arith import INT32_MAX, INT32_MIN, f32, quantize_multiplier, round_away
 from .fixedpoint import LOGISTIC_OUT, TANH_OUT
 from .ir import TflGraph, TflOp, TflTensor
+from .ternary import TernaryOps, fold_ternary_bn, sign_is_exact
 from .weights import bias_floor, symmetric_int8
 
 ACTIVATIONS = {"relu": "RELU", "relu6": "RELU6"}
@@ -40,7 +41,7 @@ def refuse_binarized(graph) -> None:
     """Binarized activations have no int8 TFLite form: refuse naming the first node whose output
     is a sign (a sign node, or the input of a layer that binarizes its input)."""
     for node in graph.nodes:
-        if node.op == "sign":
+        if node.op == "sign" and not sign_is_exact(graph, node):
             raise PlanError(f"node {node.name} (sign): binarized activations have no int8 TFLite form "
                             f"(README \"TFLite\")")  # fmt: skip
         if node.attrs.get("binarize_input"):
@@ -50,11 +51,12 @@ def refuse_binarized(graph) -> None:
                             f"have no int8 TFLite form (README \"TFLite\")")  # fmt: skip
 
 
-class TfliteLowering:
+class TfliteLowering(TernaryOps):
     def __init__(self, qmodel: QuantizedModel, cal: Calibration, input_type: str):
         self.cal, self.input_type = cal, input_type
-        self.graph, self.state = planned_network(qmodel)
+        self.graph, self.state, self.ternary, self.folded_bn = fold_ternary_bn(*planned_network(qmodel), qmodel)
         refuse_binarized(self.graph)
+        self.sign_gain: dict[str, float] = {}  # a tensor holding eps * sign(z) -> eps (ternary.py)
         self.users: dict[str, list[Node]] = {n.name: [] for n in self.graph.nodes}
         for n in self.graph.nodes:
             for i in n.inputs:
@@ -121,22 +123,26 @@ class TfliteLowering:
         if node.attrs.get("binarize_input"):
             self.refuse(node, "binarized activations (sign) have no int8 TFLite form")
         x = self.x(node)
-        w = self.state[node.params["weight"]]
+        w = self.state[node.params["weight"]] / self.sign_gain.get(x.name, 1.0)  # W / eps after a sign
         bias = self.state[node.params["bias"]] if "bias" in node.params else np.zeros(w.shape[0])
         activation, act_node = self.fused(node)
         last = act_node or node
         if w.ndim == 2:
             return self._fully_connected(node, x, w, bias, activation, last)
         groups, cin = node.attrs["groups"], x.shape[-1]
-        if groups == 1:
-            op, layout = "CONV_2D", (0, 2, 3, 1)  # OIHW -> OHWI
-        elif groups == cin and w.shape[0] % cin == 0:
+        if groups == cin > 1 and w.shape[0] % cin == 0:
             op, layout = "DEPTHWISE_CONV_2D", (1, 2, 3, 0)  # (O, 1, H, W) -> 1HWO
+        else:  # TFLM's CONV_2D takes grouped filters (O, H, W, I / groups): groups = I / filter depth
+            op, layout = "CONV_2D", (0, 2, 3, 1)  # OIHW -> OHWI
+        least = bias_floor(bias, x.scale, w[0].size)
+        if node.params["weight"] in self.ternary:  # the plan's ternary codes, scale alpha_c (ternary.py)
+            codes, w_scale = self.ternary[node.params["weight"]]
+            if (least > w_scale).any():
+                self.refuse(node, "its bias does not fit int32 beside ternary codes at scale alpha_c")
         else:
-            self.refuse(node, f"grouped conv (groups={groups}) has no TFLite builtin; only 1 or depthwise")
-        codes, w_scale = symmetric_int8(w, per_channel=True, least=bias_floor(bias, x.scale, w[0].size))
+            codes, w_scale = symmetric_int8(w, per_channel=True, least=least)
         b_q = self._bias(node, bias, x.scale, w_scale)
-        out = self.calibrated(last.name, (*node.output_shape[1:], node.output_shape[0]))
+        out = self.output_for(node, last, x, w_scale, (*node.output_shape[1:], node.output_shape[0]))
         self._check_accumulator(node, codes, b_q, float(x.scale) * w_scale.astype(np.float64) / out.scale)
         x_name, padding = self._padding(node, x, w.shape[2:])
         attrs = {"stride": tuple(node.attrs["stride"]), "dilation": tuple(node.attrs["dilation"]),
@@ -145,7 +151,8 @@ class TfliteLowering:
         if op == "DEPTHWISE_CONV_2D":
             attrs["depth_multiplier"] = w.shape[0] // cin
         arrays = {"weight": codes.transpose(layout), "weight_scale": w_scale, "bias": b_q}
-        self.emit(op, (x_name,), out, (node.name, last.name), attrs, arrays)
+        covers = tuple(dict.fromkeys((node.name, *self.folded_bn.get(node.name, ()), last.name)))  # the BN too
+        self.emit(op, (x_name,), out, covers, attrs, arrays)
         return (last.name,)
 
     op_binary_conv2d = op_linear = op_binary_linear = op_conv2d
@@ -272,9 +279,6 @@ class TfliteLowering:
     def op_batch_norm(self, node: Node):
         self.refuse(node, "a BatchNorm the plan did not fold into its conv has no int8 form here; use --fold-bn "
                           "with an affine plan (--bits 8)")  # fmt: skip
-
-    def op_sign(self, node: Node):
-        self.refuse(node, "binarized activations (sign) have no int8 TFLite form")
 
     def op_hardtanh(self, node: Node):
         self.refuse(node, "hardtanh has no int8 TFLite form in qexport yet (ReLU6 has)")

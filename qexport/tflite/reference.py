@@ -28,24 +28,32 @@ def _finish(v: np.ndarray, out: TflTensor, activation: str) -> np.ndarray:
     return np.clip(v, lo, hi).astype(np.int8)
 
 
+def output_multipliers(op: TflOp, xt: TflTensor, out: TflTensor) -> tuple[np.ndarray, np.ndarray]:
+    """(Q31 multipliers, shifts) of a conv / depthwise (per output channel, S_in S_w / S_out in double)
+    or fully connected (one: the float32 product S_in S_w, as TFLM multiplies, / S_out) as Prepare
+    derives them from the float32 scales; `cheader --arithmetic tflite` writes these."""
+    if op.op == "FULLY_CONNECTED":
+        product = np.float32(xt.scale) * np.float32(op.arrays["weight_scale"][0])
+        return quantize_multiplier(np.array([float(product) / float(out.scale)]))
+    return quantize_multiplier(float(xt.scale) * op.arrays["weight_scale"].astype(np.float64) / float(out.scale))
+
+
 def _conv(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarray:
     w = op.arrays["weight"].astype(np.int64)
     depthwise = op.op == "DEPTHWISE_CONV_2D"
     w = w.transpose(3, 0, 1, 2) if depthwise else w.transpose(0, 3, 1, 2)  # back to OIHW for the sum
-    groups = xt.shape[-1] if depthwise else 1
+    groups = xt.shape[-1] if depthwise else xt.shape[-1] // w.shape[1]  # grouped CONV_2D: I / filter depth
     xc = _nchw(x.astype(np.int64) - xt.zero_point)  # padding then adds 0: TFLM skips those taps
     acc = conv2d(xc, w, op.arrays["bias"].astype(np.int64), op.attrs["stride"], op.attrs["torch_padding"],
                  op.attrs["dilation"], groups)  # fmt: skip
-    real = float(xt.scale) * op.arrays["weight_scale"].astype(np.float64) / float(out.scale)
-    m, s = quantize_multiplier(real)
+    m, s = output_multipliers(op, xt, out)
     v = requantize(acc, m.reshape(1, -1, 1, 1), s.reshape(1, -1, 1, 1)) + out.zero_point
     return _finish(v, out, op.attrs["activation"]).transpose(0, 2, 3, 1)
 
 
 def _fully_connected(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarray:
     acc = (x.astype(np.int64) - xt.zero_point) @ op.arrays["weight"].astype(np.int64).T + op.arrays["bias"]
-    product = np.float32(xt.scale) * np.float32(op.arrays["weight_scale"][0])  # float32, as TFLM multiplies
-    m, s = quantize_multiplier(float(product) / float(out.scale))
+    m, s = output_multipliers(op, xt, out)
     return _finish(requantize(acc, m, s) + out.zero_point, out, op.attrs["activation"])
 
 
@@ -87,13 +95,17 @@ def _table(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarra
     return table[x.astype(np.int64) + 128]
 
 
+def _transpose(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarray:
+    return x.transpose(*op.arrays["perm"])  # perm includes the batch axis, as in the file
+
+
 def _reshape(op: TflOp, x: np.ndarray, xt: TflTensor, out: TflTensor) -> np.ndarray:
     return x.reshape(x.shape[0], *out.shape)
 
 
 KERNELS = {"CONV_2D": _conv, "DEPTHWISE_CONV_2D": _conv, "FULLY_CONNECTED": _fully_connected,
            "AVERAGE_POOL_2D": _average_pool, "MAX_POOL_2D": _max_pool, "QUANTIZE": _quantize, "PAD": _pad,
-           "RESHAPE": _reshape, "LOGISTIC": _table, "TANH": _table}  # fmt: skip
+           "RESHAPE": _reshape, "TRANSPOSE": _transpose, "LOGISTIC": _table, "TANH": _table}  # fmt: skip
 
 
 def model_input(tgraph: TflGraph, pixels: np.ndarray) -> np.ndarray:

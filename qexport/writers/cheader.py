@@ -32,6 +32,7 @@ import numpy as np
 from ..atomic import atomic_file
 from ..encode.arrange import EncodedModel
 from ..errors import UsageError
+from ..options import calibration_options
 from .base import WriterPlugin
 from .cheader_text import emit, sanitize
 
@@ -88,9 +89,19 @@ _INCLUDE_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f-\U0010ffff]|\?\?|\*/|/\*')
 
 
 def write(qmodel: EncodedModel, path, prefix: str | None = None, align: int = 4, section: str | None = None,
-          hex: bool = False, line_width: int = 100, split_source: bool = False) -> tuple[Path, ...]:  # noqa: A002
-    """Write the header (and with split_source the .c beside it); returns the paths written."""
+          hex: bool = False, line_width: int = 100, split_source: bool = False, arithmetic: str = "default",
+          **calibration) -> tuple[Path, ...]:  # noqa: A002  # fmt: skip
+    """Write the header (and with split_source the .c beside it); returns the paths written.
+    arithmetic="tflite": the tflite int8 profile's layers for CMSIS-NN (qexport/tflite/cheader.py)."""
     path = Path(path)
+    if arithmetic == "tflite":
+        from ..tflite.cheader import write_tflite_header
+
+        if split_source or hex:
+            raise UsageError("--arithmetic tflite writes one header (no --split-source or --hex)")
+        return (write_tflite_header(qmodel, path, *_checked(qmodel, prefix, align, section, line_width), **calibration),)
+    if any(v is not None for k, v in calibration.items() if k != "calibration_samples"):
+        raise UsageError("--calibrate, --percentile, --mean and --std apply to cheader only with --arithmetic tflite")
     c_path = None
     if split_source:
         if path.suffix == ".c":
@@ -121,6 +132,10 @@ OPTIONS = (
                  help="Width of the lines of array initialisers (values are right-aligned in columns)."),
     click.Option(["--split-source"], is_flag=True,
                  help="Write FILE.h with extern declarations and macros plus FILE.c with the definitions."),
+    click.Option(["--arithmetic"], type=click.Choice(["default", "tflite"]), default="default", show_default=True,
+                 help="tflite: TFLite's int8 profile for CMSIS-NN (int8 OHWI weights, int32 biases, per-channel "
+                      "multiplier/shift, offsets, clamps; needs --calibrate; README \"TFLite\")."),
+    *calibration_options(lambda: None).__click_params__[::-1],
 )  # fmt: skip
 
 WRITER = WriterPlugin(

@@ -3,7 +3,8 @@ channel shuffle as RESHAPE -> TRANSPOSE -> RESHAPE, the last block's sign as two
 The TFLM interpreter's output and every intermediate tensor equal the reference executor bit for
 bit on 16 real held-out digits; the ternary layers' int8 codes are the fixture's stored ternary
 codes (times the sign of the folded BN's gain) with scale alpha_c |gamma_c / sigma_c|, recomputed
-here from the fixture's definition; a small grouped NIN with a shuffle through TFLM too.
+here from the fixture's definition; a small grouped NIN with a shuffle through TFLM too; and the
+trained MobileNetV1 fixture through TFLM on real digits.
 Whole-set accuracy is benchmarks/bench_tflite.py's job."""
 
 from __future__ import annotations
@@ -96,3 +97,17 @@ def test_grouped_nin_with_shuffle_in_tflm_equals_the_reference(tmp_path):
     grouped = [o for o in tgraph.ops if o.op == "CONV_2D" and o.arrays["weight"].shape[-1] == 4]
     assert len(grouped) == 1 and [o.op for o in tgraph.ops].count("TRANSPOSE") == 1
     tflm_equals_reference(path, tgraph, x[:8, None])
+
+
+def test_trained_mobilenet_in_tflm_equals_the_reference_on_real_digits(tmp_path):
+    """The trained MobileNetV1 fixture (`--bits 8`, calibrated on 32 training digits): TFLM's output and
+    every intermediate tensor equal the reference on 6 held-out digits (the whole set: bench_tflite)."""
+    images, _ = train_digits("mobilenet_v1")
+    np.save(tmp_path / "cal.npy", images[::45][:32])
+    path, tgraph, _ = export(tmp_path, checkpoint("mobilenet_v1", tmp_path), "mnet",
+                             calibration_data=str(tmp_path / "cal.npy"), **plan_kw("mobilenet_v1"))  # fmt: skip
+    ops = [o.op for o in tgraph.ops]
+    assert ops.count("DEPTHWISE_CONV_2D") == 13 and ops.count("CONV_2D") == 14
+    x, _ = held_out("mobilenet_v1")
+    ref = tflm_equals_reference(path, tgraph, x[::59][:6])
+    assert len(np.unique(ref[tgraph.output])) > 3  # the logits are not one saturated code

@@ -45,7 +45,8 @@ MAIN = r"""
 #include "NAME_inference.h"
 int main(int argc, char **argv)
 {
-    static uint8_t img[UNAME_INPUT_SIZE], out[UNAME_OUTPUT_SIZE];
+    static uint8_t img[UNAME_INPUT_SIZE];
+    static int32_t out[UNAME_OUTPUT_SIZE];
     long i, reps = atol(argv[2]);
     unsigned long check = 0;
     FILE *f = fopen(argv[1], "rb");
@@ -59,7 +60,7 @@ int main(int argc, char **argv)
             size_t j;
             for (j = 0; j < UNAME_INPUT_SIZE; j++) img[j] = all[k * UNAME_INPUT_SIZE + j];
             NAME_run(img, out);
-            check += out[0];
+            check += (unsigned long)out[0];
         }
     printf("%lu\n", check);
     return 0;

@@ -47,7 +47,8 @@ static void dump(int node, const char *name, const uint8_t *codes, size_t n)
 }
 int main(int argc, char **argv)
 {
-    static uint8_t img[UNAME_INPUT_SIZE], out[UNAME_OUTPUT_SIZE];
+    static uint8_t img[UNAME_INPUT_SIZE];
+    static int32_t out[UNAME_OUTPUT_SIZE];
     FILE *f;
     if (argc != 2 || (f = fopen(argv[1], "rb")) == NULL)
         return 2;
@@ -55,7 +56,7 @@ int main(int argc, char **argv)
     while (fread(img, 1, sizeof img, f) == sizeof img) {
         if (NAME_run(img, out) != 0)
             return 1;
-        printf("-1 %s %lu\n", "6f7574707574", (unsigned long)sizeof out); /* "output" */
+        printf("-1 %s %lu\n", "6f7574707574", (unsigned long)sizeof out); /* "output": int32, host order */
         fwrite(out, 1, sizeof out, stdout);
     }
     fclose(f);
@@ -66,7 +67,7 @@ int main(int argc, char **argv)
 
 def _host_run(ig: IntGraph, name: str, pixels: np.ndarray, folder: Path, tool: str, extra=()) -> list[list[tuple]]:
     """Generate, compile with `tool` (gcc: C99; g++: every file as C++11; `extra` flags added), run
-    on `pixels`; per image the (index, name, codes) the hook printed, then (-1, "output", codes)."""
+    on `pixels`; per image the (index, name, codes) the hook printed, then (-1, "output", the int32 output)."""
     write_csource(ig, name, folder)
     (folder / "main.c").write_text(MAIN.replace("UNAME", name.upper()).replace("NAME", name))
     flags = [*GCC] if tool == "gcc" else [*GXX, "-x", "c++"]
@@ -79,7 +80,7 @@ def _host_run(ig: IntGraph, name: str, pixels: np.ndarray, folder: Path, tool: s
         end = data.index(b"\n", at)
         k, node, n = data[at:end].decode().split(" ")
         node = bytes.fromhex(node).decode("utf-8")
-        codes = np.frombuffer(data[end + 1:end + 1 + int(n)], np.uint8)
+        codes = np.frombuffer(data[end + 1:end + 1 + int(n)], np.int32 if k == "-1" else np.uint8)
         at = end + 1 + int(n)
         current.append((int(k), node, codes))
         if k == "-1":
@@ -407,7 +408,7 @@ def test_generated_files_are_deterministic_and_declare_the_api(lenet_graph, tmp_
     files = generate(ig, "lenet")
     assert sorted(files) == ["lenet_inference.c", "lenet_inference.h"] and generate(ig, "lenet") == files
     h, c = files["lenet_inference.h"].decode(), files["lenet_inference.c"].decode()
-    assert "int lenet_run(const uint8_t *input, uint8_t *output);" in h
+    assert "int lenet_run(const uint8_t *input, int32_t *output);" in h
     assert "typedef void (*lenet_hook)(int node, const char *name, const uint8_t *codes, size_t n);" in h
     assert f"#define LENET_ARENA_SIZE {plan_arena(ig).size}\n" in h and "#define LENET_OUTPUT_SIZE 10\n" in h
     code = re.sub(r"/\*.*?\*/", "", c + h, flags=re.S)  # comments removed
@@ -438,7 +439,7 @@ static void node_sum(int node, const char *name, const uint8_t *codes, size_t n)
 }
 int main(void)
 {
-    static uint8_t out[LENET_OUTPUT_SIZE];
+    static int32_t out[LENET_OUTPUT_SIZE];
     int i, j;
     lenet_set_hook(node_sum);
     for (i = 0; i < DIGITS; i++) {
@@ -446,7 +447,7 @@ int main(void)
             return 1;
         printf("image %d:", i);
         for (j = 0; j < LENET_OUTPUT_SIZE; j++)
-            printf(" %u", (unsigned)out[j]);
+            printf(" %ld", (long)out[j]);
         printf(" sums:");
         for (j = 0; j < LENET_NODE_COUNT; j++)
             printf(" %lu", sums[j]);

@@ -159,14 +159,14 @@ QEMU_MAIN = r"""
 #include "images.h"
 int main(void)
 {
-    static uint8_t out[MNET_OUTPUT_SIZE];
+    static int32_t out[MNET_OUTPUT_SIZE];
     int i, j;
     for (i = 0; i < IMAGES; i++) {
         if (mnet_run(images[i], out) != 0)
             return 1;
         printf("image %d:", i);
         for (j = 0; j < MNET_OUTPUT_SIZE; j++)
-            printf(" %u", (unsigned)out[j]);
+            printf(" %ld", (long)out[j]);
         printf("\n");
     }
     return 3; /* checked: the exit status reaches the host */

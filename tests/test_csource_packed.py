@@ -185,7 +185,7 @@ static void node_sum(int node, const char *name, const uint8_t *codes, size_t n)
 }
 int main(void)
 {
-    static uint8_t out[PK_OUTPUT_SIZE];
+    static int32_t out[PK_OUTPUT_SIZE];
     int i, j;
     pk_set_hook(node_sum);
     for (i = 0; i < IMAGES; i++) {
@@ -193,7 +193,7 @@ int main(void)
             return 1;
         printf("image %d:", i);
         for (j = 0; j < PK_OUTPUT_SIZE; j++)
-            printf(" %u", (unsigned)out[j]);
+            printf(" %ld", (long)out[j]);
         printf(" sums:");
         for (j = 0; j < PK_NODE_COUNT; j++)
             printf(" %lu", sums[j]);

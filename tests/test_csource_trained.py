@@ -102,8 +102,8 @@ def _expected_dump(ig, want: dict, n: int) -> list[tuple[str, bytes]]:
     for i in range(n):
         for k, node in [*enumerate(ig.nodes), (-1, None)]:
             name, codes = ("output", want[ig.output][i]) if node is None else (node.name, want[node.name][i])
-            codes = np.ascontiguousarray(codes, np.uint8).ravel()
-            record = f"{k} {name.encode().hex()} {codes.size}\n".encode() + codes.tobytes()
+            codes = np.ascontiguousarray(codes, np.uint8 if node is not None else np.int32).ravel()  # output: int32
+            record = f"{k} {name.encode().hex()} {codes.nbytes}\n".encode() + codes.tobytes()
             out.append((f"digit {i}, node {name}", record))
     return out
 
@@ -145,7 +145,7 @@ static void node_sum(int node, const char *name, const uint8_t *codes, size_t n)
 }
 int main(void)
 {
-    static uint8_t out[NET_OUTPUT_SIZE];
+    static int32_t out[NET_OUTPUT_SIZE];
     int i, j;
     net_set_hook(node_sum);
     for (i = 0; i < DIGITS; i++) {
@@ -153,7 +153,7 @@ int main(void)
             return 1;
         printf("digit %d:", i);
         for (j = 0; j < NET_OUTPUT_SIZE; j++)
-            printf(" %u", (unsigned)out[j]);
+            printf(" %ld", (long)out[j]);
         printf(" sums:");
         for (j = 0; j < NET_NODE_COUNT; j++)
             printf(" %lu", sums[j]);

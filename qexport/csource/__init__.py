@@ -6,7 +6,7 @@ arrays in the narrowest integer type, bit-exact with qexport.integer.run.run_int
     write_csource(igraph, "lenet", folder)     # the same files written atomically into folder
 
 API of the generated code (NAME = name upper-cased):
-    int  name_run(const uint8_t *input, uint8_t *output);   raw pixels C x H x W -> output codes; 0
+    int  name_run(const uint8_t *input, int32_t *output);   raw pixels C x H x W -> output codes; 0
     void name_set_hook(name_hook h);   h(node index, node name, codes, n) after every node
     NAME_INPUT_SIZE, NAME_OUTPUT_SIZE, NAME_OUTPUT_ZERO_POINT, NAME_NODE_COUNT, NAME_ARENA_SIZE
 """

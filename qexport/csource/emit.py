@@ -264,8 +264,8 @@ class Emitter:
             f"static uint32_t qx_bits[{self.bits_words}]; /* the packed layers' input bits */\n" if self.bits_words else "",
             f"static {self.name}_hook qx_hook = 0;\n\n",
             f"void {self.name}_set_hook({self.name}_hook h)\n{{\n    qx_hook = h;\n}}\n\n",
-            f"int {self.name}_run(const uint8_t *input, uint8_t *output)\n{{\n    int32_t i;\n", *run,
-            f"    for (i = 0; i < {N}_OUTPUT_SIZE; i++)\n        output[i] = {self.buf(self.g.output)}[i];\n"
+            f"int {self.name}_run(const uint8_t *input, int32_t *output)\n{{\n    int32_t i;\n", *run,
+            f"    for (i = 0; i < {N}_OUTPUT_SIZE; i++)\n        output[i] = (int32_t){self.buf(self.g.output)}[i];\n"
             f"    return 0;\n}}\n",
         ])  # fmt: skip
 
@@ -292,9 +292,10 @@ class Emitter:
             f"/* called after every node with its index, name and uint8 codes (n bytes, C order) */\n"
             f"typedef void (*{name}_hook)(int node, const char *name, const uint8_t *codes, size_t n);\n"
             f"void {name}_set_hook({name}_hook h);\n\n"
-            f"/* runs one image; input: {N}_INPUT_SIZE bytes, output: {N}_OUTPUT_SIZE bytes; returns 0.\n"
+            f"/* runs one image; input: {N}_INPUT_SIZE bytes, output: {N}_OUTPUT_SIZE values (the output codes\n"
+            f"   0..255, widened); returns 0.\n"
             f"   Not reentrant: the arena is static. */\n"
-            f"int {name}_run(const uint8_t *input, uint8_t *output);\n\n"
+            f"int {name}_run(const uint8_t *input, int32_t *output);\n\n"
             f"#ifdef __cplusplus\n}}\n#endif\n\n#endif /* {guard} */\n"
         )  # fmt: skip
 

@@ -62,23 +62,29 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", action="append", choices=trained.ARCHS, help="repeatable; default all five")
+def fixture_bench_main(argv, doc: str, archs, measure, markdown, name: str, title: str) -> None:
+    """The command line of the trained-fixture benchmarks (this one, bench_tflite): --arch (repeatable),
+    --samples, --calibration, --json; one row measure(arch, samples, calibration, folder) per fixture,
+    printed as markdown(rows) under `title`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--arch", action="append", choices=archs, help=f"repeatable; default {', '.join(archs)}")
     parser.add_argument("--samples", type=int, default=None, help="held-out digits (default: all)")
     parser.add_argument("--calibration", type=int, default=256, help="training digits to calibrate on")
     parser.add_argument("--json", type=Path, help="write every row here")
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for arch in args.arch or trained.ARCHS:
+        for arch in args.arch or archs:
             print(f"{arch}...", file=sys.stderr, flush=True)
             rows.append(measure(arch, args.samples, args.calibration, Path(tmp)))
-    print(f"Accuracy of the trained fixtures, Python {platform.python_version()}, numpy {np.__version__}.\n")
+    print(f"{title}, Python {platform.python_version()}, numpy {np.__version__}.\n")
     print(markdown(rows))
     if args.json:
-        args.json.write_text(json.dumps({"benchmark": "accuracy", "results": rows}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"benchmark": name, "results": rows}, indent=2) + "\n")
 
+
+def main(argv=None) -> None:
+    fixture_bench_main(argv, __doc__, trained.ARCHS, measure, markdown, "accuracy", "Accuracy of the trained fixtures")
 
 if __name__ == "__main__":
     main()

@@ -11,13 +11,9 @@ PLANS.  Needs tflite-micro.  Prints a markdown table (progress on stderr).
 
 from __future__ import annotations
 
-import argparse
-import json
-import platform
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +27,7 @@ except ImportError:  # run from a checkout without installing
 
 import numpy as np  # noqa: E402
 import trained  # noqa: E402
+from bench_accuracy import fixture_bench_main  # noqa: E402
 
 ARCHS = ("lenet", "mobilenet_v1", "twn_nin_gc")
 ARENA = "import sys; from tflite_micro.python.tflite_micro import runtime as rt; rt.Interpreter.from_file(sys.argv[1]).print_allocations()"
@@ -112,22 +109,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--arch", action="append", choices=ARCHS, help="repeatable; default all three")
-    parser.add_argument("--samples", type=int, default=None, help="held-out digits (default: all)")
-    parser.add_argument("--calibration", type=int, default=256, help="training digits to calibrate on")
-    parser.add_argument("--json", type=Path, help="write every row here")
-    args = parser.parse_args(argv)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for arch in args.arch or ARCHS:
-            print(f"{arch}...", file=sys.stderr, flush=True)
-            rows.append(measure(arch, args.samples, args.calibration, Path(tmp)))
-    print(f"The tflite int8 profile on the trained fixtures, Python {platform.python_version()}, numpy {np.__version__}.\n")
-    print(markdown(rows))
-    if args.json:
-        args.json.write_text(json.dumps({"benchmark": "tflite", "results": rows}, indent=2) + "\n")
-
+    fixture_bench_main(argv, __doc__, ARCHS, measure, markdown, "tflite", "The tflite int8 profile on the trained fixtures")
 
 if __name__ == "__main__":
     main()
